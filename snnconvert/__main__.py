@@ -1,0 +1,3 @@
+from snnconvert.cli import main
+
+main()

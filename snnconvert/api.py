@@ -1,0 +1,202 @@
+"""One library function per CLI command; the CLI only parses arguments and prints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from snnconvert.atomic import atomic_dir, write_json
+from snnconvert.errors import InputError
+from snnconvert.ir.graph import Graph
+from snnconvert.ir.serialize import content_hash, load_graph, save_graph
+
+EXAMPLE_FILES = {"model.onnx": ("zoo", "digits_vit.onnx"), "calib.npz": ("data", "digits_calib.npz"),
+                 "test.npz": ("data", "digits_test.npz")}
+
+
+# -- models ----------------------------------------------------------------------------------------
+def load_model(path: str | Path, input_shapes: dict[str, list[int]] | None = None) -> Graph:
+    """An ONNX file, or a PyTorch ExportedProgram (.pt2) exported to ONNX in memory."""
+    p = Path(path)
+    if p.suffix in (".pt", ".pth", ".pt2", ".ckpt"):
+        from snnconvert.frontends.torch import load_torch
+
+        return load_torch(p, input_shapes)
+    from snnconvert.frontends.onnx import load_onnx
+
+    return load_onnx(p, input_shapes)
+
+
+# -- example ---------------------------------------------------------------------------------------
+def write_example(out_dir: str | Path) -> list[str]:
+    """The built-in digits ViT and its calibration/test splits (shipped: no training, no download)."""
+    with atomic_dir(out_dir) as tmp:
+        if Path(out_dir).is_dir():  # keep what the user already had there
+            for f in Path(out_dir).iterdir():
+                if f.name not in EXAMPLE_FILES:
+                    (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
+        for name, (pkg, res) in EXAMPLE_FILES.items():
+            src = resources.files("snnconvert") / pkg / res
+            (tmp / name).write_bytes(src.read_bytes())
+    return list(EXAMPLE_FILES)
+
+
+# -- calibrate -------------------------------------------------------------------------------------
+def run_calibration(
+    model: str | Path,
+    data: str | Path,
+    out: str | Path,
+    samples: int | None = None,
+    batch_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+    input_shapes: dict[str, list[int]] | None = None,
+) -> dict[str, Any]:
+    from snnconvert.calibrate.file import Calibration
+    from snnconvert.calibrate.observe import calibrate
+    from snnconvert.data.files import load_dataset
+
+    g = load_model(model, input_shapes)
+    ds = load_dataset(data, g)
+    sketches = calibrate(g, ds, samples=samples, batch_size=batch_size, progress=progress)
+    n = ds.n if samples is None else samples
+    cal = Calibration(
+        content_hash(g),
+        sketches,
+        {"model": Path(model).name, "data": Path(data).name, "samples": n,
+         "settings": {"batch_size": batch_size, "alpha": 0.005}},
+    )
+    cal.save(out)
+    return {"tensors": len(sketches), "samples": n, "model_hash": cal.model_hash}
+
+
+# -- convert ---------------------------------------------------------------------------------------
+def run_conversion(
+    model: str | Path,
+    calibration: str | Path,
+    recipe: str,
+    out_dir: str | Path,
+    percentile: float | None = None,
+    input_shapes: dict[str, list[int]] | None = None,
+    portable: bool = True,
+) -> dict[str, Any]:
+    from snnconvert.calibrate.file import load_calibration
+    from snnconvert.passes import PassContext, run_pass
+    from snnconvert.passes.recipe import load_recipe
+    from snnconvert.passes.spikify import assign_domains
+
+    r = load_recipe(recipe)
+    if percentile is not None and not (50.0 <= percentile <= 100.0):
+        raise InputError(f"--percentile must be in [50, 100], got {percentile}")
+    ann = load_model(model, input_shapes)
+    cal = load_calibration(calibration, content_hash(ann))
+    ctx = PassContext(calibration=cal, coding=r.coding)
+    g = ann
+    for name, params in r.passes:
+        if name == "normalize" and percentile is not None:
+            params = {**params, "percentile": float(percentile)}
+        g = run_pass(name, g, params, ctx)
+    assign_domains(g, r.coding)
+    g.meta.update(
+        coding=r.coding,
+        recipe=r.name,
+        timesteps=r.timesteps,
+        analog_mode=r.simulate.get("analog", "mean"),
+        energy=r.energy,
+        model_hash=cal.model_hash,
+        notes=ctx.notes,
+    )
+    from snnconvert.ir.validate import validate
+
+    validate(g, source="converted graph")
+    summary = conversion_summary(g)
+    with atomic_dir(out_dir) as tmp:
+        save_graph(g, tmp)
+        (tmp / "ann").mkdir()
+        save_graph(ann, tmp / "ann")
+        write_json(tmp / "recipe.json", r.to_json())
+        write_json(tmp / "summary.json", summary)
+        if portable:
+            from snnconvert.sim.portable import export_portable
+
+            export_portable(g, tmp)
+    return summary
+
+
+def conversion_summary(g: Graph) -> dict[str, Any]:
+    from snnconvert.ir.registry import get
+
+    nodes = []
+    for n in g.nodes:
+        ins = [g.values[i].domain for i in n.inputs if i in g.values]
+        out = g.values[n.outputs[0]].domain
+        nodes.append({"node": n.name, "op": n.op, "inputs": ins, "output": out, "spiking": get(n.op).spiking})
+    return {
+        "recipe": g.meta.get("recipe"),
+        "coding": g.meta.get("coding"),
+        "neurons": sum(1 for n in nodes if n["spiking"]),
+        "spike_values": sum(1 for v in g.values.values() if v.domain == "spike"),
+        "analog_nodes": [n["node"] for n in nodes if not n["spiking"] and n["output"] == "analog"],
+        "nodes": nodes,
+        "notes": g.meta.get("notes", []),
+    }
+
+
+# -- simulate --------------------------------------------------------------------------------------
+def load_snn(snn_dir: str | Path) -> tuple[Graph, Graph]:
+    d = Path(snn_dir)
+    if not d.is_dir():
+        raise InputError(f"{d}: no such SNN directory (write one with `snnconvert convert`)")
+    return load_graph(d), load_graph(d / "ann")
+
+
+def run_simulation(
+    snn_dir: str | Path,
+    data: str | Path,
+    timesteps: int,
+    out: str | Path | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+    samples: int | None = None,
+    analog_mode: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    import numpy as np
+
+    from snnconvert.atomic import atomic_path
+    from snnconvert.data.files import load_dataset
+    from snnconvert.sim.run import check_timesteps, result_json, simulate
+
+    check_timesteps(timesteps)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda: no CUDA device is available here")
+    snn, ann = load_snn(snn_dir)
+    ds = load_dataset(data, snn)
+    res = simulate(snn, ann, ds, timesteps, batch_size=batch_size, device=device, analog_mode=analog_mode,
+                   samples=samples, progress=progress)
+    j = result_json(res, snn)
+    j["data"] = Path(data).name
+    j["analog_mode"] = analog_mode or snn.meta.get("analog_mode", "mean")
+    d = Path(snn_dir)
+    with atomic_path(d / "events.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{k: (v / res.samples).cpu().numpy() for k, v in sorted(res.events.items())})
+    write_json(d / "simulation.json", j)
+    if out is not None:
+        write_json(out, j)
+    return j
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(f"{path}: missing ({what})")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None

@@ -1,0 +1,87 @@
+"""Run calibration data through the ANN reference and feed every activation into a sketch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from snnconvert.calibrate.sketch import QuantileSketch
+from snnconvert.data.files import Dataset
+from snnconvert.errors import InputError
+from snnconvert.ir.execute import Executor
+from snnconvert.ir.graph import Graph
+
+# Pure data movement: their outputs hold the same numbers as their inputs, so observing them again
+# would only cost time; normalisation looks through them to the producing op.
+MOVES = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Split", "Slice", "Gather", "Concat", "Expand"}
+
+
+def observed_values(g: Graph) -> list[str]:
+    """Float activations a pass may normalise: every float node output except pure data moves."""
+    out = []
+    for n in g.nodes:
+        if n.op in MOVES:
+            continue
+        for o in n.outputs:
+            if g.values[o].dtype.startswith("float"):
+                out.append(o)
+    return out
+
+
+def calibrate(
+    g: Graph,
+    data: Dataset,
+    samples: int | None = None,
+    batch_size: int = 64,
+    alpha: float = 0.005,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, QuantileSketch]:
+    """One sketch per observed value over the first `samples` samples of `data`."""
+    if samples is not None:
+        if samples <= 0:
+            raise InputError(f"--samples must be positive, got {samples}")
+        if samples > data.n:
+            raise InputError(f"{data.path}: --samples {samples} is larger than the {data.n} samples in the file")
+    if batch_size <= 0:
+        raise InputError(f"--batch-size must be positive, got {batch_size}")
+    names = set(observed_values(g))
+    sketches = {n: QuantileSketch(alpha=alpha) for n in observed_values(g)}
+    ex = Executor(g)
+
+    def observe(name: str, t: torch.Tensor) -> None:
+        if name in names:
+            if not torch.isfinite(t).all():
+                raise InputError(f"activation '{name}' became NaN/Inf on the calibration data")
+            sketches[name].update(t.detach(), channel_axis=_channel_axis(g, name))
+
+    for start, feeds, _ in data.batches(batch_size, samples):
+        ex.run(feeds, observe=observe)
+        if progress is not None:
+            progress(len(next(iter(feeds.values()))))
+    return sketches
+
+
+def _channel_axis(g: Graph, name: str) -> int | None:
+    """Channels are axis 1 for conv feature maps (rank 4), the last axis for token features."""
+    rank = len(g.values[name].shape)
+    if rank == 4:
+        return 1
+    return rank - 1 if rank >= 2 else None
+
+
+def nonzero_percentile(s: QuantileSketch, p: float) -> float:
+    """p-th percentile of the non-zero values (SNN Toolbox's convention for ReLU outputs)."""
+    n, z = s.count, s.zero_count
+    if n - z <= 1:
+        return float(s.max)
+    neg = s.percentile(0.0) < 0
+    if neg:  # signed tensor: zeros are not the dominant mass, use all values
+        return float(s.percentile(p))
+    # rank among non-zeros -> rank among all (zeros sort first when all values are >= 0)
+    r = z + p / 100.0 * (n - z - 1)
+    return float(s.percentile(100.0 * r / (n - 1)))
+
+
+__all__ = ["calibrate", "observed_values", "nonzero_percentile", "np"]

@@ -1,0 +1,271 @@
+"""The `snnconvert` command line: thin shells over snnconvert.api, rich summaries, one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from snnconvert import __version__
+from snnconvert.errors import SnnConvertError
+
+app = typer.Typer(
+    help="Convert a trained transformer (ONNX) into a spiking neural network and report, per layer, "
+    "what the conversion costs in accuracy and saves in energy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+
+def _version(v: bool) -> None:
+    if v:
+        print(f"snnconvert {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; nothing when output is redirected."""
+    if not err.is_terminal:
+        yield lambda k: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), console=err, transient=True) as p:
+        task = p.add_task(label, total=total)
+        yield lambda k: p.advance(task, k)
+
+
+def _parse_shapes(specs: list[str] | None) -> dict[str, list[int]] | None:
+    from snnconvert.errors import InputError
+
+    if not specs:
+        return None
+    shapes = {}
+    for s in specs:
+        name, _, dims = s.partition("=")
+        try:
+            shapes[name] = [-1 if d.strip().upper() in ("N", "B", "-1") else int(d) for d in dims.split(",")]
+        except ValueError:
+            raise InputError(f"--input-shape '{s}': expected NAME=N,d1,d2,... (integers)") from None
+    return shapes
+
+
+InputShape = Annotated[
+    list[str] | None,
+    typer.Option("--input-shape", help="Fix a dynamic input: NAME=N,128 (N = batch). Repeatable."),
+]
+
+
+# -- commands --------------------------------------------------------------------------------------
+@app.command()
+def example(directory: Annotated[Path, typer.Argument(help="Directory to write into (created).")]) -> None:
+    """Write the built-in example: a digits ViT (model.onnx), calib.npz and test.npz."""
+    from snnconvert.api import write_example
+
+    files = write_example(directory)
+    out.print(f"wrote {', '.join(files)} into {directory}")
+    out.print(
+        f"next: snnconvert calibrate {directory}/model.onnx --data {directory}/calib.npz --out {directory}/calib.json"
+    )
+
+
+@app.command()
+def inspect(
+    model: Annotated[Path, typer.Argument(help="ONNX model file.")],
+    input_shape: InputShape = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
+) -> None:
+    """Inputs/outputs, op histogram, and which nodes each recipe can convert."""
+    from snnconvert.api import load_model
+    from snnconvert.inspect import inspect_graph
+
+    g = load_model(model, _parse_shapes(input_shape))
+    info = inspect_graph(g)
+    t = Table(title=f"{model.name}: {len(g.nodes)} nodes, {info['parameters']:,} parameters")
+    t.add_column("kind")
+    t.add_column("name")
+    t.add_column("shape")
+    t.add_column("dtype")
+    for io in info["inputs"]:
+        t.add_row("input", io["name"], str(io["shape"]), io["dtype"])
+    for io in info["outputs"]:
+        t.add_row("output", io["name"], str(io["shape"]), io["dtype"])
+    out.print(t)
+    h = Table(title="ops")
+    for c in ("op", "count", "MACs/sample"):
+        h.add_column(c, justify="right" if c != "op" else "left")
+    for op, row in info["ops"].items():
+        h.add_row(op, str(row["count"]), f"{row['macs']:,}")
+    out.print(h)
+    r = Table(title="recipes")
+    for c in ("recipe", "coding", "spiking nodes", "analog nodes", "what spikes"):
+        r.add_column(c)
+    for name, row in info["recipes"].items():
+        r.add_row(name, row["coding"], str(row["spiking"]), str(row["analog"]), row["what"])
+    out.print(r)
+    if json_out is not None:
+        from snnconvert.atomic import write_json
+
+        write_json(json_out, info)
+
+
+@app.command()
+def calibrate(
+    model: Annotated[Path, typer.Argument(help="ONNX model file.")],
+    data: Annotated[Path, typer.Option("--data", help="Calibration data (.npz).")],
+    out_file: Annotated[Path, typer.Option("--out", help="Calibration file to write (JSON).")],
+    samples: Annotated[int | None, typer.Option("--samples", help="Use only the first N samples.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    input_shape: InputShape = None,
+) -> None:
+    """Record robust percentiles of every activation that may spike (streaming, memory-bounded)."""
+    import numpy as np
+
+    from snnconvert.api import run_calibration
+
+    total = samples or 0
+    if not total:
+        try:
+            with np.load(data) as z:
+                total = len(z[z.files[0]])
+        except Exception:
+            total = 0
+    with _progress(total, "calibrating") as tick:
+        info = run_calibration(model, data, out_file, samples=samples, batch_size=batch_size, progress=tick,
+                               input_shapes=_parse_shapes(input_shape))
+    out.print(f"calibrated {info['tensors']} tensors on {info['samples']} samples -> {out_file}")
+
+
+@app.command()
+def convert(
+    model: Annotated[Path, typer.Argument(help="ONNX model file.")],
+    calibration: Annotated[Path, typer.Option("--calibration", help="File from `snnconvert calibrate`.")],
+    recipe: Annotated[str, typer.Option("--recipe", help="Built-in recipe name or a YAML file.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="SNN directory to write.")],
+    percentile: Annotated[float | None, typer.Option("--percentile", help="Override the recipe's percentile.")] = None,
+    input_shape: InputShape = None,
+) -> None:
+    """Apply a recipe's passes and write the spiking IR, the ANN IR and a portable PyTorch SNN."""
+    from snnconvert.api import run_conversion
+
+    s = run_conversion(model, calibration, recipe, out_dir, percentile=percentile,
+                       input_shapes=_parse_shapes(input_shape))
+    out.print(
+        f"[bold]{s['recipe']}[/] ({s['coding']} coding): {s['neurons']} neuron layers, "
+        f"{len(s['analog_nodes'])} analog nodes -> {out_dir}"
+    )
+    for note in s["notes"]:
+        out.print(f"  note: {note}")
+
+
+@app.command()
+def simulate(
+    snn_dir: Annotated[Path, typer.Argument(help="SNN directory from `snnconvert convert`.")],
+    data: Annotated[Path, typer.Option("--data", help="Test data (.npz), labels in 'y' optional.")],
+    timesteps: Annotated[int, typer.Option("--timesteps", "-T", help="Simulation steps.")] = 50,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the result JSON here too.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Accuracy-vs-t plot (PNG).")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    samples: Annotated[int | None, typer.Option("--samples", help="Use only the first N samples.")] = None,
+    analog_mode: Annotated[str | None, typer.Option("--analog-mode", help="mean or step (rate coding).")] = None,
+) -> None:
+    """Run the SNN for T steps against the ANN on the same data: accuracy per step, spikes per layer."""
+    from snnconvert.api import run_simulation
+    from snnconvert.report.simulation import print_simulation
+
+    if plot is not None:
+        from snnconvert.report.plots import require_matplotlib
+
+        require_matplotlib()
+    with _progress(samples or 0, f"simulating T={timesteps}") as tick:
+        j = run_simulation(snn_dir, data, timesteps, out=out_file, batch_size=batch_size, device=device,
+                           samples=samples, analog_mode=analog_mode, progress=tick)
+    print_simulation(j, out)
+    if plot is not None:
+        from snnconvert.report.plots import plot_accuracy
+
+        plot_accuracy(j, plot)
+        out.print(f"plot -> {plot}")
+
+
+@app.command("energy-report")
+def energy_report(
+    snn_dir: Annotated[Path, typer.Argument(help="SNN directory, after `snnconvert simulate`.")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="Report JSON.")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Per-layer table as CSV.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Per-layer table as Markdown.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Per-layer energy bar chart (PNG).")] = None,
+    mac_pj: Annotated[float | None, typer.Option("--mac-pj", help="Energy of one MAC (pJ), default 4.6.")] = None,
+    ac_pj: Annotated[float | None, typer.Option("--ac-pj", help="Energy of one AC (pJ), default 0.9.")] = None,
+    convention: Annotated[str, typer.Option("--convention", help="measured, sit or spikformer.")] = "measured",
+    mem_pj_per_byte: Annotated[float, typer.Option("--mem-pj-per-byte", help="Memory-access energy (off: 0).")] = 0.0,
+) -> None:
+    """Per layer: ANN MACs vs SNN ACs from measured spikes, energy, and what still runs analog."""
+    from snnconvert.energy.report import build_report, write_report
+    from snnconvert.report.energy import print_energy
+
+    if plot is not None:
+        from snnconvert.report.plots import require_matplotlib
+
+        require_matplotlib()
+    rep = build_report(snn_dir, mac_pj=mac_pj, ac_pj=ac_pj, convention=convention, mem_pj_per_byte=mem_pj_per_byte)
+    write_report(rep, out_file, csv, markdown)
+    print_energy(rep, out)
+    if plot is not None:
+        from snnconvert.report.plots import plot_energy
+
+        plot_energy(rep, plot)
+        out.print(f"plot -> {plot}")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        return app(args=argv, standalone_mode=False)
+    except SnnConvertError as e:
+        if _state["debug"]:
+            raise
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted", markup=False)
+        sys.exit(130)
+    except Exception as e:  # click usage errors and genuine bugs
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            err.print(f"error: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+            sys.exit(e.exit_code)
+        if _state["debug"] or "--debug" in sys.argv:
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        err.print(f"internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)",
+                  markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

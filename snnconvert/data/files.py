@@ -1,0 +1,87 @@
+"""Reading data files: .npz whose keys are the model's input names (or `x` for a single-input model)
+and `y` for labels. Every rejection names the file and the key (and the first bad sample)."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from snnconvert.errors import InputError
+from snnconvert.ir.graph import Graph
+
+
+@dataclass
+class Dataset:
+    inputs: dict[str, np.ndarray]  # by graph input name
+    labels: np.ndarray | None
+    path: str
+
+    @property
+    def n(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    def batches(self, batch_size: int, limit: int | None = None):
+        """Yield (start, inputs, labels) slices in order."""
+        n = self.n if limit is None else min(limit, self.n)
+        for s in range(0, n, batch_size):
+            e = min(n, s + batch_size)
+            yield s, {k: v[s:e] for k, v in self.inputs.items()}, None if self.labels is None else self.labels[s:e]
+
+
+def load_dataset(path: str | Path, g: Graph, require_labels: bool = False) -> Dataset:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    try:
+        z = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise InputError(f"{p}: not a readable .npz file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise InputError(f"{p}: expected an .npz archive with named arrays, got a single array")
+    with z:
+        try:
+            arrays = {k: z[k] for k in z.files}
+        except ValueError as e:
+            raise InputError(f"{p}: cannot read arrays ({str(e).splitlines()[0]}); object arrays are refused") from None
+    inputs: dict[str, np.ndarray] = {}
+    for name in g.inputs:
+        key = name if name in arrays else ("x" if len(g.inputs) == 1 and "x" in arrays else None)
+        if key is None:
+            want = f"'{name}'" + (" (or 'x')" if len(g.inputs) == 1 else "")
+            raise InputError(f"{p}: missing key {want} for model input '{name}'; file has {sorted(arrays)}")
+        a = arrays[key]
+        v = g.values[name]
+        if a.ndim != len(v.shape) or tuple(a.shape[1:]) != tuple(v.shape[1:]):
+            raise InputError(f"{p}: key '{key}' has shape {list(a.shape)}, model input '{name}' expects [N, {', '.join(map(str, v.shape[1:]))}]")
+        want_float = v.dtype.startswith("float")
+        if want_float and not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise InputError(f"{p}: key '{key}' has dtype {a.dtype}, expected a numeric array")
+        if not want_float and not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
+            raise InputError(f"{p}: key '{key}' has dtype {a.dtype}, model input '{name}' expects {v.dtype}")
+        if np.issubdtype(a.dtype, np.floating):
+            bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1) if len(a) else np.zeros(0, bool)
+            if bad.any():
+                i = int(np.argmax(bad))
+                kind = "NaN" if np.isnan(a[i]).any() else "Inf"
+                raise InputError(f"{p}: key '{key}' contains {kind} (first at sample {i})")
+        inputs[name] = a.astype(v.dtype, copy=False)
+    ns = {k: len(a) for k, a in inputs.items()}
+    if len(set(ns.values())) != 1:
+        raise InputError(f"{p}: inputs have different sample counts {ns}")
+    n = next(iter(ns.values()))
+    if n == 0:
+        raise InputError(f"{p}: zero samples")
+    labels = None
+    if "y" in arrays:
+        y = arrays["y"]
+        if y.ndim != 1 or len(y) != n:
+            raise InputError(f"{p}: key 'y' has shape {list(y.shape)}, expected [{n}] (one label per sample)")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise InputError(f"{p}: key 'y' has dtype {y.dtype}, expected integer class labels")
+        labels = y.astype(np.int64)
+    elif require_labels:
+        raise InputError(f"{p}: no 'y' key (labels) but labels are required here")
+    return Dataset(inputs, labels, str(p))

@@ -1,0 +1,354 @@
+"""ONNX -> IR. One small handler per ONNX op type, registered by op type.
+
+Shape arithmetic (Shape/Gather/Concat chains, Constant, ConstantOfShape) is folded at import: every
+value that does not depend on input data is evaluated by onnxruntime at two batch sizes; equal
+results become initializers, results that follow the batch size become -1 in Reshape/Expand shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from snnconvert.errors import GraphError, InputError, UnsupportedModelError
+from snnconvert.ir.graph import Graph, Node, Value
+from snnconvert.ir.registry import infer_shapes
+
+MIN_OPSET = 11
+# Ops whose output never depends on input data values: folded, never emitted.
+SHAPE_ONLY = {"Shape", "Size"}
+ALIASES = {"Identity", "Dropout"}
+
+_ONNX_DTYPES = {
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.DOUBLE: "float64",
+    onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.INT8: "int8",
+    onnx.TensorProto.UINT8: "uint8",
+    onnx.TensorProto.BOOL: "bool",
+}
+
+
+@dataclass
+class Ctx:
+    """State of one import: the IR under construction and the folded constants."""
+
+    model: onnx.ModelProto
+    opset: int
+    g: Graph
+    consts: dict[str, np.ndarray]  # static values (evaluated at batch 2)
+    batch_dep: dict[str, np.ndarray]  # for batch-dependent static values: mask of entries tracking batch
+    consts3: dict[str, np.ndarray] = field(default_factory=dict)  # batch-dependent values at batch 3
+    rename: dict[str, str] = field(default_factory=dict)
+    used_consts: set[str] = field(default_factory=set)
+
+    def name(self, v: str) -> str:
+        return self.rename.get(v, v)
+
+    def const(self, v: str) -> np.ndarray | None:
+        return self.consts.get(v) if v else None
+
+    def input(self, v: str) -> str:
+        """The IR value name for an ONNX input, materialising a folded constant as an initializer."""
+        if v in self.consts:
+            if v in self.batch_dep:
+                return self._batch_broadcast(v)
+            if v not in self.g.initializers:
+                self.g.initializers[v] = _as_initializer(self.consts[v])
+            return v
+        return self.name(v)
+
+    def _batch_broadcast(self, v: str) -> str:
+        """A constant repeated along the batch axis (e.g. an expanded CLS token) as a run-time node."""
+        a2, a3 = self.consts[v], self.consts3.get(v)
+        ok = (
+            a3 is not None and a2.ndim >= 1 and a2.shape[0] == 2 and a3.shape[0] == 3
+            and a2.shape[1:] == a3.shape[1:] and (a2 == a2[:1]).all() and (a3 == a2[:1]).all()
+        )
+        if not ok:
+            raise UnsupportedModelError(
+                f"value '{v}' depends on the batch size and is used as data (only Reshape/Expand shapes may)"
+            )
+        out = v + "_batched"
+        if out not in self.g.values:
+            init = self.g.unique_name(v + "_row")
+            self.g.initializers[init] = _as_initializer(a2[:1])
+            node = Node(self.g.unique_name(v + "/BatchBroadcast"), "BatchBroadcast", [init, self.g.inputs[0]], [out])
+            _add_node(self.g, node)
+        return out
+
+    def emit(self, onnx_node: onnx.NodeProto, op: str, inputs: list[str], attrs: dict[str, Any] | None = None,
+             outputs: list[str] | None = None, suffix: str = "") -> list[str]:
+        outs = outputs if outputs is not None else list(onnx_node.output[:1])
+        name = (onnx_node.name or f"{onnx_node.op_type}_{outs[0]}") + suffix
+        node = Node(self.g.unique_name(name) if suffix or _taken(self.g, name) else name, op, inputs, outs,
+                    dict(attrs or {}))
+        _add_node(self.g, node)
+        return outs
+
+
+def _taken(g: Graph, name: str) -> bool:
+    return any(n.name == name for n in g.nodes)
+
+
+def _as_initializer(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype == np.float64:
+        a = a.astype(np.float32)
+    return np.ascontiguousarray(a)
+
+
+def _add_node(g: Graph, n: Node) -> None:
+    """Append a node and infer its output values' shapes with the op's own reference."""
+    shapes, dtypes, consts = [], [], []
+    for i in n.inputs:
+        if i in g.initializers:
+            a = g.initializers[i]
+            shapes.append(tuple(a.shape))
+            dtypes.append(str(a.dtype))
+            consts.append(a)
+        else:
+            v = g.values[i]
+            shapes.append(v.shape)
+            dtypes.append(v.dtype)
+            consts.append(None)
+    try:
+        got = infer_shapes(n.op, n.attrs, shapes, dtypes, consts)
+    except Exception as e:
+        raise GraphError(
+            f"node '{n.name}' ({n.op}): cannot infer output shape from inputs {[list(s) for s in shapes]}: "
+            f"{str(e).splitlines()[0]}"
+        ) from None
+    for o, (shp, dt) in zip(n.outputs, got, strict=True):
+        g.values[o] = Value(o, shp, dt)
+    g.nodes.append(n)
+
+
+# -- handler registry ----------------------------------------------------------------------------------
+Handler = Callable[[Ctx, onnx.NodeProto, dict[str, Any]], None]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(*op_types: str):
+    def deco(f: Handler) -> Handler:
+        for t in op_types:
+            HANDLERS[t] = f
+        return f
+
+    return deco
+
+
+def supported_ops() -> list[str]:
+    return sorted(set(HANDLERS) | SHAPE_ONLY | ALIASES | {"Constant", "ConstantOfShape"})
+
+
+# -- loading ------------------------------------------------------------------------------------------
+def read_model(path: str | Path) -> onnx.ModelProto:
+    """Parse and check an ONNX file; every failure is one line naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: empty file")
+    try:
+        model = onnx.load_model(str(p), load_external_data=True)
+    except Exception as e:  # protobuf DecodeError, missing external data file, ...
+        detail = str(e).splitlines()[0] if str(e) else "truncated or corrupt"
+        raise InputError(f"{p}: not a valid ONNX model ({type(e).__name__}: {detail[:200]})") from None
+    if not model.HasField("graph") or not model.graph.node:
+        raise InputError(f"{p}: ONNX model has no graph nodes")
+    opset = opset_of(model, p)
+    max_opset = onnx.defs.onnx_opset_version()
+    if opset < MIN_OPSET or opset > max_opset:
+        raise InputError(f"{p}: opset {opset} is outside the supported range {MIN_OPSET}..{max_opset}")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise InputError(f"{p}: ONNX checker rejected the model: {str(e).splitlines()[0]}") from None
+    if not model.graph.output:
+        raise InputError(f"{p}: the model declares no outputs")
+    return model
+
+
+def opset_of(model: onnx.ModelProto, path: Path | str = "model") -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    raise InputError(f"{path}: no default-domain opset import")
+
+
+def unsupported_nodes(model: onnx.ModelProto) -> list[tuple[str, str]]:
+    known = set(supported_ops())
+    return [
+        (n.name or f"#{i}", (n.domain + "." if n.domain not in ("", "ai.onnx") else "") + n.op_type)
+        for i, n in enumerate(model.graph.node)
+        if n.op_type not in known or n.domain not in ("", "ai.onnx")
+    ]
+
+
+def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None) -> Graph:
+    """Import an ONNX file as an IR graph (validated, shape arithmetic folded, canonicalised)."""
+    model = read_model(path)
+    return import_model(model, input_shapes, source=str(path))
+
+
+def import_model(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None,
+                 source: str = "model") -> Graph:
+    bad = unsupported_nodes(model)
+    if bad:
+        listed = ", ".join(f"{n} ({t})" for n, t in bad)
+        raise UnsupportedModelError(f"{source}: {len(bad)} unsupported node(s): {listed}")
+    opset = opset_of(model, source)
+    init_names = {i.name for i in model.graph.initializer}
+    g = Graph(nodes=[], values={}, inputs=[], outputs=[], meta={"source": Path(source).name, "opset": opset})
+    feeds_shapes: dict[str, tuple[int, ...]] = {}
+    for inp in model.graph.input:
+        if inp.name in init_names:
+            continue
+        shape, dtype = _input_shape(inp, (input_shapes or {}).get(inp.name), source)
+        g.inputs.append(inp.name)
+        g.values[inp.name] = Value(inp.name, shape, dtype)
+        feeds_shapes[inp.name] = shape
+    if not g.inputs:
+        raise InputError(f"{source}: the model has no data inputs")
+    unknown = set(input_shapes or {}) - set(g.inputs)
+    if unknown:
+        raise InputError(f"{source}: --input-shape names unknown input(s) {', '.join(sorted(unknown))}")
+    consts, batch_dep, static, consts3 = _fold_static(model, g, source)
+    ctx = Ctx(model, opset, g, consts, batch_dep, consts3)
+    for node in model.graph.node:
+        if all(o in static or not o for o in node.output):
+            continue  # static: folded
+        if node.op_type in ALIASES:
+            ctx.rename[node.output[0]] = ctx.input(node.input[0])
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        try:
+            HANDLERS[node.op_type](ctx, node, attrs)
+        except (GraphError, UnsupportedModelError, InputError) as e:
+            msg = str(e)
+            raise type(e)(msg if msg.startswith(source) else f"{source}: {msg}") from None
+    for out in model.graph.output:
+        name = ctx.name(out.name)
+        if name in consts:
+            raise UnsupportedModelError(f"{source}: output '{out.name}' does not depend on the inputs")
+        g.outputs.append(name)
+    from snnconvert.frontends.canonicalize import canonicalize
+
+    canonicalize(g)
+    g.remove_unused()
+    from snnconvert.ir.validate import validate
+
+    validate(g, source=source)
+    return g
+
+
+def _input_shape(inp: onnx.ValueInfoProto, override: list[int] | None, source: str) -> tuple[tuple[int, ...], str]:
+    tt = inp.type.tensor_type
+    dtype = _ONNX_DTYPES.get(tt.elem_type)
+    if dtype is None:
+        raise UnsupportedModelError(f"{source}: input '{inp.name}' has unsupported element type {tt.elem_type}")
+    if not tt.HasField("shape"):
+        raise InputError(f"{source}: input '{inp.name}' has no declared shape: give --input-shape {inp.name}=...")
+    dims = list(tt.shape.dim)
+    if override is not None:
+        if len(override) != len(dims):
+            raise InputError(f"{source}: --input-shape for '{inp.name}' has {len(override)} dims, the model {len(dims)}")
+        return (-1,) + tuple(int(d) for d in override[1:]), dtype
+    shape = []
+    for i, d in enumerate(dims):
+        if d.HasField("dim_value") and d.dim_value > 0 and i > 0:
+            shape.append(int(d.dim_value))
+        elif i == 0:
+            shape.append(-1)  # the batch axis, whatever the file says
+        else:
+            label = d.dim_param or "?"
+            raise InputError(
+                f"{source}: input '{inp.name}' dim {i} ('{label}') is dynamic: give its size with "
+                f"--input-shape {inp.name}=" + ",".join("N" if j == 0 else str(dd.dim_value or "?") for j, dd in enumerate(dims))
+            )
+    if not shape:
+        raise UnsupportedModelError(f"{source}: input '{inp.name}' is a scalar; a batch axis is required")
+    return tuple(shape), dtype
+
+
+def _fold_static(
+    model: onnx.ModelProto, g: Graph, source: str
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], set[str], dict[str, np.ndarray]]:
+    """Evaluate every value that does not depend on input data (and that data-dependent nodes read)
+    at batch sizes 2 and 3. Returns (values, batch-dependence masks, names of all static values)."""
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    dynamic = set(g.inputs)
+    static_needed: list[str] = []
+    static_from_nodes: set[str] = set()
+    for node in model.graph.node:
+        ins = [i for i in node.input if i]
+        is_dyn = node.op_type not in SHAPE_ONLY and any(i in dynamic for i in ins)
+        for o in node.output:
+            if not o:
+                continue
+            if is_dyn:
+                dynamic.add(o)
+            else:
+                static_from_nodes.add(o)
+    for node in model.graph.node:
+        if node.op_type in SHAPE_ONLY or not any(o in dynamic for o in node.output):
+            continue
+        for i in node.input:
+            if i in static_from_nodes and i not in static_needed:
+                static_needed.append(i)
+    for o in model.graph.output:
+        if o.name in static_from_nodes and o.name not in static_needed:
+            static_needed.append(o.name)
+    batch_dep: dict[str, np.ndarray] = {}
+    if not static_needed:
+        return consts, batch_dep, static_from_nodes, {}
+    v2 = _ort_values(model, g, static_needed, 2, source)
+    v3 = _ort_values(model, g, static_needed, 3, source)
+    at3 = {}
+    for name in static_needed:
+        a, b = v2[name], v3[name]
+        consts[name] = a
+        if a.shape != b.shape or not np.array_equal(a, b):
+            at3[name] = b
+            if a.shape != b.shape or a.ndim != 1:
+                batch_dep[name] = np.ones(a.shape, dtype=bool)
+            else:
+                batch_dep[name] = a != b
+    return consts, batch_dep, static_from_nodes, at3
+
+
+def _ort_values(model: onnx.ModelProto, g: Graph, names: list[str], batch: int, source: str) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    existing = {o.name for o in m.graph.output}
+    for n in names:
+        if n not in existing:
+            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
+    feeds = {}
+    for name in g.inputs:
+        v = g.values[name]
+        shape = tuple(batch if d == -1 else d for d in v.shape)
+        feeds[name] = np.zeros(shape, dtype=np.dtype(v.dtype))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        outs = sess.run(names, feeds)
+    except Exception as e:
+        raise InputError(f"{source}: evaluating the model's shape arithmetic failed: {str(e).splitlines()[0][:200]}") from None
+    return dict(zip(names, outs, strict=True))
+
+
+from snnconvert.frontends import onnx_ops  # noqa: E402,F401  (registers the handlers)

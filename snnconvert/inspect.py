@@ -1,0 +1,55 @@
+"""`inspect`: what a model is made of and what each recipe would make of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from snnconvert.ir.graph import Graph
+from snnconvert.ir.registry import get
+
+DATA_MOVES = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Split", "Slice", "Gather", "Concat",
+              "Expand", "Cast"}
+
+
+def node_cost(g: Graph, n) -> dict[str, int]:
+    op = get(n.op)
+    if op.cost is None:
+        return {}
+    ins = [tuple(g.initializers[i].shape) if i in g.initializers else g.values[i].shape for i in n.inputs]
+    outs = [g.values[o].shape for o in n.outputs]
+    return op.cost(op.with_defaults(n.attrs), ins, outs)
+
+
+def inspect_graph(g: Graph) -> dict[str, Any]:
+    from snnconvert.passes import PASSES
+    from snnconvert.passes.recipe import builtin_recipes, load_recipe
+
+    ops: dict[str, dict[str, int]] = {}
+    for n in g.nodes:
+        row = ops.setdefault(n.op, {"count": 0, "macs": 0})
+        row["count"] += 1
+        row["macs"] += int(node_cost(g, n).get("mac", 0))
+    compute = [n for n in g.nodes if n.op not in DATA_MOVES]
+    recipes = {}
+    for name in sorted(builtin_recipes()):
+        r = load_recipe(name)
+        spiking_ops = {t for p, _ in r.passes for t in PASSES[p].spikes}
+        sp = [n for n in compute if n.op in spiking_ops]
+        recipes[name] = {
+            "coding": r.coding,
+            "spiking": len(sp),
+            "analog": len(compute) - len(sp),
+            "what": ", ".join(sorted(spiking_ops)) or "nothing",
+            "spiking_nodes": [n.name for n in sp],
+        }
+    io = lambda names: [{"name": k, "shape": list(g.values[k].shape), "dtype": g.values[k].dtype} for k in names]  # noqa: E731
+    return {
+        "inputs": io(g.inputs),
+        "outputs": io(g.outputs),
+        "parameters": int(sum(np.asarray(v).size for v in g.initializers.values())),
+        "nodes": len(g.nodes),
+        "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1]["count"])),
+        "recipes": recipes,
+    }

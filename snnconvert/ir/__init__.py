@@ -1,0 +1,7 @@
+"""The spiking/analog IR: graph dataclasses, the closed op registry, validation, save/load."""
+
+from snnconvert.ir import ops_math, ops_shape  # noqa: F401  (registers the ops)
+from snnconvert.ir.graph import Graph, Node, Value
+from snnconvert.ir.registry import OPS, OpDef, get, run_op
+
+__all__ = ["Graph", "Node", "Value", "OPS", "OpDef", "get", "run_op"]

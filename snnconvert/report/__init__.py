@@ -1,0 +1,1 @@
+"""Formatting of results handed in by the commands: rich tables, CSV/Markdown, plots."""

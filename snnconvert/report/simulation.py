@@ -1,0 +1,52 @@
+"""The `simulate` summary: accuracy curve checkpoints and the per-layer fidelity table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def checkpoints(T: int) -> list[int]:
+    pts = sorted({t for t in (1, 2, 4, 8, 16, 32, 50, 64, 100, 128, 256, 512) if t <= T} | {T})
+    return pts
+
+
+def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) -> None:
+    n, T = j["samples"], j["timesteps"]
+    t = Table(title=f"SNN vs ANN on {n} samples ({j['coding']} coding, {T} steps; 1 sample = {100 / n:.3g} pp)")
+    t.add_column("t", justify="right")
+    if j.get("labelled"):
+        t.add_column("SNN acc", justify="right")
+        t.add_column("loss vs ANN (pp)", justify="right")
+    t.add_column("agreement", justify="right")
+    t.add_column("output cosine", justify="right")
+    for step in checkpoints(T):
+        row = [str(step)]
+        if j.get("labelled"):
+            acc = j["snn_accuracy"][step - 1]
+            row += [f"{100 * acc:.2f}%", f"{100 * (j['ann_accuracy'] - acc):+.2f}"]
+        cos = j["cosine"][step - 1]
+        row += [f"{100 * j['agreement'][step - 1]:.2f}%", "-" if cos is None else f"{cos:.4f}"]
+        t.add_row(*row)
+    if j.get("labelled"):
+        t.caption = f"ANN accuracy {100 * j['ann_accuracy']:.2f}%"
+    console.print(t)
+    lt = Table(title="per layer (decoded value at T vs ANN activation)")
+    for c in ("layer", "op", "domain", "spikes/sample", "firing rate", "cosine", "rel. error"):
+        lt.add_column(c, justify="left" if c in ("layer", "op", "domain") else "right")
+    shown = [r for r in j["layers"] if r["domain"] == "spike" or r["op"] not in ("Reshape", "Transpose")]
+    for r in shown[:max_layers]:
+        lt.add_row(
+            r["name"][-40:],
+            r["op"],
+            r["domain"],
+            f"{r['spikes_per_sample']:.1f}" if r["domain"] == "spike" else "-",
+            f"{r['firing_rate']:.4f}" if r["domain"] == "spike" else "-",
+            "-" if r["cosine"] is None else f"{r['cosine']:.4f}",
+            "-" if r["rel_error"] is None else f"{r['rel_error']:.4f}",
+        )
+    if len(shown) > max_layers:
+        lt.caption = f"{len(shown) - max_layers} more layers in the JSON result"
+    console.print(lt)

@@ -1,0 +1,232 @@
+"""Spiking IR -> multi-step torch execution with explicit state.
+
+Every value carries a per-step signal whose running *mean* (rate coding) or running *total*
+(count coding) is the value it stands for. A value identical at every step (rate) or arriving
+whole at step 1 (count) is kept "static" ([B, ...]) and computed once; the rest are streams
+([Tc, B, ...]). Ops are run on all timesteps at once with time folded into the batch axis:
+- affine ops (in their time-varying inputs) act on the per-step signal directly;
+- other analog ops act on the decoded running value and emit the difference of their output's
+  running mean/total, so their output decodes to f(decoded input) at every step ("mean" mode); or,
+  in "step" mode (rate only), they act on each step's signal as it is;
+- IF neurons step through time.
+The state between chunks is explicit, so the same code runs 50 steps at once or one step at a time
+(the portable artefact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from snnconvert.errors import InputError
+from snnconvert.ir.execute import constants, last_uses, prepare_feeds
+from snnconvert.ir.graph import Graph, Node
+from snnconvert.ir.registry import get, run_op
+from snnconvert.neurons.integrate_fire import if_steps
+
+ANALOG_MODES = ("mean", "step")
+
+
+@dataclass
+class Sig:
+    """A value in flight: static ([B, ...], same every step / all at step 1) or a stream [Tc, B, ...]."""
+
+    data: torch.Tensor
+    static: bool
+
+
+def _fold(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape((x.shape[0] * x.shape[1],) + tuple(x.shape[2:]))
+
+
+def _unfold(x: torch.Tensor, tc: int) -> torch.Tensor:
+    return x.reshape((tc, x.shape[0] // tc) + tuple(x.shape[1:]))
+
+
+class Simulator:
+    """Runs a spiking IR graph chunk by chunk. `coding` is the graph's ('rate' or 'count')."""
+
+    def __init__(self, g: Graph, device: str | torch.device = "cpu", analog_mode: str = "mean"):
+        if analog_mode not in ANALOG_MODES:
+            raise InputError(f"analog mode must be one of {ANALOG_MODES}, got '{analog_mode}'")
+        self.g = g
+        self.coding = g.meta.get("coding", "rate")
+        if self.coding == "count" and analog_mode == "step":
+            raise InputError("analog mode 'step' is only meaningful for rate coding")
+        self.analog_mode = analog_mode
+        self.device = torch.device(device)
+        self.consts = constants(g, self.device)
+        self.last = last_uses(g)
+        self.spiking = [n for n in g.nodes if get(n.op).spiking]
+
+    # -- state ---------------------------------------------------------------------------------------
+    def init_state(self) -> dict[str, torch.Tensor]:
+        """All-zero state; tensors are created lazily at the first chunk (their batch size)."""
+        return {}
+
+    # -- one chunk -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def run_chunk(
+        self,
+        feeds: Mapping[str, np.ndarray | torch.Tensor],
+        t0: int | torch.Tensor,
+        tc: int,
+        state: dict[str, torch.Tensor],
+        record: dict[str, torch.Tensor] | None = None,
+        keep: set[str] | None = None,
+        observe: Callable[[str, Sig], None] | None = None,
+    ) -> dict[str, Sig]:
+        """Advance steps t0+1 .. t0+tc (t0 = steps already run). Updates `state` in place.
+
+        Returns the graph outputs (and values in `keep`) as Sig. If `record` is given, per-node
+        event counts are accumulated into it: record[value] += sum over time and batch of |spikes|.
+        `observe(name, sig)` sees every node output as it is computed.
+        """
+        env: dict[str, Sig] = {k: Sig(v, True) for k, v in prepare_feeds(self.g, feeds, self.device).items()}
+        keep = set(keep or ()) | set(self.g.outputs)
+        steps = torch.arange(1, tc + 1, device=self.device, dtype=torch.float32) + t0
+        for i, n in enumerate(self.g.nodes):
+            ins = [Sig(self.consts[x], True) if x in self.consts else env[x] for x in n.inputs]
+            outs = self._node(n, ins, tc, steps, state, record)
+            for name, s in zip(n.outputs, outs, strict=True):
+                env[name] = s
+                if observe is not None:
+                    observe(name, s)
+            for x in n.inputs:
+                if x in env and self.last.get(x, -1) <= i and x not in keep:
+                    del env[x]
+        return {k: env[k] for k in keep if k in env}
+
+    def _node(self, n: Node, ins: list[Sig], tc, steps, state, record) -> list[Sig]:
+        op = get(n.op)
+        attrs = op.with_defaults(n.attrs)
+        if op.spiking:
+            return [self._neuron(n, attrs, ins, tc, steps, state, record)]
+        stream = frozenset(i for i, s in enumerate(ins) if not s.static)
+        if not stream:
+            return [Sig(o, True) for o in run_op(n.op, n.attrs, [s.data for s in ins])]
+        if op.affine_in(stream):
+            return self._affine(n, ins, stream, tc, steps)
+        if self.analog_mode == "step":
+            return self._per_step(n, ins, tc)
+        return self._decoded(n, ins, stream, tc, steps, state)
+
+    @staticmethod
+    def _time_shape(steps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return steps.view((-1,) + (1,) * (like.dim() - 1))
+
+    def _expand_static(self, x: torch.Tensor, tc: int, steps: torch.Tensor) -> torch.Tensor:
+        """A static value as a stream: every step (rate) or only at step 1 (count)."""
+        s = x.unsqueeze(0).expand((tc,) + tuple(x.shape))
+        if self.coding == "count":
+            s = s * self._time_shape(steps == 1, s).to(s.dtype)
+        return s
+
+    def _affine(self, n: Node, ins: list[Sig], stream: frozenset[int], tc: int, steps: torch.Tensor) -> list[Sig]:
+        args = []
+        for i, s in enumerate(ins):
+            if i in stream:
+                args.append(_fold(s.data))
+            elif s.data.dim() > 0 and not self._is_const(n, i):
+                # a static run-time value paired with a stream: repeat it per step (it is a parameter)
+                args.append(_fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape))))
+            else:
+                args.append(s.data)
+        outs = [_unfold(o, tc) for o in run_op(n.op, n.attrs, args)]
+        if self.coding == "count":
+            # the op's constant term (bias, static addends) belongs to step 1 only
+            zargs = [torch.zeros_like(s.data[0]) if i in stream else s.data for i, s in enumerate(ins)]
+            zero_out = run_op(n.op, n.attrs, zargs)
+            outs = [o - z * self._time_shape(steps > 1, o).to(o.dtype) for o, z in zip(outs, zero_out, strict=True)]
+        return [Sig(o, False) for o in outs]
+
+    def _is_const(self, n: Node, i: int) -> bool:
+        return n.inputs[i] in self.consts
+
+    def _per_step(self, n: Node, ins: list[Sig], tc: int) -> list[Sig]:
+        args = [
+            _fold(s.data) if not s.static else (s.data if self._is_const(n, i) else _fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape))))
+            for i, s in enumerate(ins)
+        ]
+        return [Sig(_unfold(o, tc), False) for o in run_op(n.op, n.attrs, args)]
+
+    def _decoded(self, n, ins, stream, tc, steps, state) -> list[Sig]:
+        """f applied to the decoded running inputs; emits increments of the output's running value."""
+        args = []
+        for i, s in enumerate(ins):
+            if i not in stream:
+                args.append(s.data if self._is_const(n, i) else _fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape))))
+                continue
+            key = f"{n.name}/in{i}"
+            prev = state.get(key)
+            total = torch.cumsum(s.data, 0)
+            if prev is not None:
+                total = total + prev
+            state[key] = total[-1]
+            if self.coding == "rate":
+                dec = total / steps.view((-1,) + (1,) * (total.dim() - 1))
+            else:
+                dec = total
+            args.append(_fold(dec))
+        outs = []
+        for k, o in enumerate(run_op(n.op, n.attrs, args)):
+            f = _unfold(o, tc)
+            key = f"{n.name}/out{k}"
+            prev = state.get(key)
+            if self.coding == "rate":
+                tv = steps.view((-1,) + (1,) * (f.dim() - 1))
+                run_total = f * tv  # running sum of outputs so that their mean is f
+            else:
+                run_total = f
+            prev_total = prev if prev is not None else torch.zeros_like(run_total[0])
+            inc = torch.diff(run_total, dim=0, prepend=prev_total.unsqueeze(0))
+            state[key] = run_total[-1]
+            outs.append(Sig(inc, False))
+        return outs
+
+    def _neuron(self, n: Node, a: dict, ins: list[Sig], tc, steps, state, record) -> Sig:
+        x, theta = ins[0], ins[1].data
+        cur = self._expand_static(x.data, tc, steps) if x.static else x.data
+        ku, kc = f"{n.name}/u", f"{n.name}/count"
+        u = state.get(ku)
+        if u is None:
+            u = torch.zeros_like(cur[0])
+        count = state.get(kc)
+        if count is None:
+            count = torch.zeros_like(cur[0])
+        s, u, count = if_steps(
+            cur,
+            theta,
+            u,
+            count,
+            v0=float(a["v0"]),
+            lo=float(a["lo"]),
+            hi=float(a["hi"]),
+            max_spikes=int(a["max_spikes_per_step"]),
+            coding=a["coding"],
+        )
+        state[ku] = u
+        if a["coding"] == "count":
+            state[kc] = count
+        if record is not None:
+            ev = s.abs().sum(dim=(0, 1))
+            name = n.outputs[0]
+            record[name] = record[name] + ev if name in record else ev
+        return Sig(s * theta, False)
+
+    # -- decoding ------------------------------------------------------------------------------------
+    def decode(
+        self, sig: Sig, t0: int | torch.Tensor, tc: int, prev_total: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Running decoded value at each step of the chunk ([Tc, B, ...]) and the new running total."""
+        steps = torch.arange(1, tc + 1, device=sig.data.device, dtype=torch.float32) + t0
+        data = self._expand_static(sig.data, tc, steps) if sig.static else sig.data
+        total = torch.cumsum(data, 0)
+        if prev_total is not None:
+            total = total + prev_total
+        if self.coding == "rate":
+            return total / self._time_shape(steps, total), total[-1]
+        return total, total[-1]
