@@ -14,8 +14,11 @@ from snnconvert.errors import InputError
 from snnconvert.ir.graph import Graph
 from snnconvert.ir.serialize import content_hash, load_graph, save_graph
 
-EXAMPLE_FILES = {"model.onnx": ("zoo", "digits_vit.onnx"), "calib.npz": ("data", "digits_calib.npz"),
-                 "test.npz": ("data", "digits_test.npz")}
+EXAMPLE_FILES = {
+    "model.onnx": ("zoo", "digits_vit.onnx"),
+    "calib.npz": ("data", "digits_calib.npz"),
+    "test.npz": ("data", "digits_test.npz"),
+}
 
 
 # -- models ----------------------------------------------------------------------------------------
@@ -66,8 +69,12 @@ def run_calibration(
     cal = Calibration(
         content_hash(g),
         sketches,
-        {"model": Path(model).name, "data": Path(data).name, "samples": n,
-         "settings": {"batch_size": batch_size, "alpha": 0.005}},
+        {
+            "model": Path(model).name,
+            "data": Path(data).name,
+            "samples": n,
+            "settings": {"batch_size": batch_size, "alpha": 0.005},
+        },
     )
     cal.save(out)
     return {"tensors": len(sketches), "samples": n, "model_hash": cal.model_hash}
@@ -178,15 +185,23 @@ def run_simulation(
             raise InputError("--device cuda: no CUDA device is available here")
     snn, ann = load_snn(snn_dir)
     ds = load_dataset(data, snn)
-    res = simulate(snn, ann, ds, timesteps, batch_size=batch_size, device=device, analog_mode=analog_mode,
-                   samples=samples, progress=progress)
+    res = simulate(
+        snn,
+        ann,
+        ds,
+        timesteps,
+        batch_size=batch_size,
+        device=device,
+        analog_mode=analog_mode,
+        samples=samples,
+        progress=progress,
+    )
     j = result_json(res, snn)
     j["data"] = Path(data).name
     j["analog_mode"] = analog_mode or snn.meta.get("analog_mode", "mean")
     d = Path(snn_dir)
-    with atomic_path(d / "events.npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **{k: (v / res.samples).cpu().numpy() for k, v in sorted(res.events.items())})
+    with atomic_path(d / "events.npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **{k: (v / res.samples).cpu().numpy() for k, v in sorted(res.events.items())})
     write_json(d / "simulation.json", j)
     if out is not None:
         write_json(out, j)

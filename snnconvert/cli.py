@@ -36,7 +36,9 @@ def _version(v: bool) -> None:
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     _state["debug"] = debug
 
@@ -49,8 +51,14 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeRemainingColumn(), console=err, transient=True) as p:
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as p:
         task = p.add_task(label, total=total)
         yield lambda k: p.advance(task, k)
 
@@ -151,8 +159,15 @@ def calibrate(
         except Exception:
             total = 0
     with _progress(total, "calibrating") as tick:
-        info = run_calibration(model, data, out_file, samples=samples, batch_size=batch_size, progress=tick,
-                               input_shapes=_parse_shapes(input_shape))
+        info = run_calibration(
+            model,
+            data,
+            out_file,
+            samples=samples,
+            batch_size=batch_size,
+            progress=tick,
+            input_shapes=_parse_shapes(input_shape),
+        )
     out.print(f"calibrated {info['tensors']} tensors on {info['samples']} samples -> {out_file}")
 
 
@@ -162,14 +177,17 @@ def convert(
     calibration: Annotated[Path, typer.Option("--calibration", help="File from `snnconvert calibrate`.")],
     recipe: Annotated[str, typer.Option("--recipe", help="Built-in recipe name or a YAML file.")],
     out_dir: Annotated[Path, typer.Option("--out", help="SNN directory to write.")],
-    percentile: Annotated[float | None, typer.Option("--percentile", help="Override the recipe's percentile.")] = None,
+    percentile: Annotated[
+        float | None, typer.Option("--percentile", help="Override the recipe's percentile.")
+    ] = None,
     input_shape: InputShape = None,
 ) -> None:
     """Apply a recipe's passes and write the spiking IR, the ANN IR and a portable PyTorch SNN."""
     from snnconvert.api import run_conversion
 
-    s = run_conversion(model, calibration, recipe, out_dir, percentile=percentile,
-                       input_shapes=_parse_shapes(input_shape))
+    s = run_conversion(
+        model, calibration, recipe, out_dir, percentile=percentile, input_shapes=_parse_shapes(input_shape)
+    )
     out.print(
         f"[bold]{s['recipe']}[/] ({s['coding']} coding): {s['neurons']} neuron layers, "
         f"{len(s['analog_nodes'])} analog nodes -> {out_dir}"
@@ -188,7 +206,9 @@ def simulate(
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     samples: Annotated[int | None, typer.Option("--samples", help="Use only the first N samples.")] = None,
-    analog_mode: Annotated[str | None, typer.Option("--analog-mode", help="mean or step (rate coding).")] = None,
+    analog_mode: Annotated[
+        str | None, typer.Option("--analog-mode", help="mean or step (rate coding).")
+    ] = None,
 ) -> None:
     """Run the SNN for T steps against the ANN on the same data: accuracy per step, spikes per layer."""
     from snnconvert.api import run_simulation
@@ -199,8 +219,17 @@ def simulate(
 
         require_matplotlib()
     with _progress(samples or 0, f"simulating T={timesteps}") as tick:
-        j = run_simulation(snn_dir, data, timesteps, out=out_file, batch_size=batch_size, device=device,
-                           samples=samples, analog_mode=analog_mode, progress=tick)
+        j = run_simulation(
+            snn_dir,
+            data,
+            timesteps,
+            out=out_file,
+            batch_size=batch_size,
+            device=device,
+            samples=samples,
+            analog_mode=analog_mode,
+            progress=tick,
+        )
     print_simulation(j, out)
     if plot is not None:
         from snnconvert.report.plots import plot_accuracy
@@ -216,10 +245,18 @@ def energy_report(
     csv: Annotated[Path | None, typer.Option("--csv", help="Per-layer table as CSV.")] = None,
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Per-layer table as Markdown.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Per-layer energy bar chart (PNG).")] = None,
-    mac_pj: Annotated[float | None, typer.Option("--mac-pj", help="Energy of one MAC (pJ), default 4.6.")] = None,
-    ac_pj: Annotated[float | None, typer.Option("--ac-pj", help="Energy of one AC (pJ), default 0.9.")] = None,
-    convention: Annotated[str, typer.Option("--convention", help="measured, sit or spikformer.")] = "measured",
-    mem_pj_per_byte: Annotated[float, typer.Option("--mem-pj-per-byte", help="Memory-access energy (off: 0).")] = 0.0,
+    mac_pj: Annotated[
+        float | None, typer.Option("--mac-pj", help="Energy of one MAC (pJ), default 4.6.")
+    ] = None,
+    ac_pj: Annotated[
+        float | None, typer.Option("--ac-pj", help="Energy of one AC (pJ), default 0.9.")
+    ] = None,
+    convention: Annotated[
+        str, typer.Option("--convention", help="measured, sit or spikformer.")
+    ] = "measured",
+    mem_pj_per_byte: Annotated[
+        float, typer.Option("--mem-pj-per-byte", help="Memory-access energy (off: 0).")
+    ] = 0.0,
 ) -> None:
     """Per layer: ANN MACs vs SNN ACs from measured spikes, energy, and what still runs analog."""
     from snnconvert.energy.report import build_report, write_report
@@ -229,7 +266,9 @@ def energy_report(
         from snnconvert.report.plots import require_matplotlib
 
         require_matplotlib()
-    rep = build_report(snn_dir, mac_pj=mac_pj, ac_pj=ac_pj, convention=convention, mem_pj_per_byte=mem_pj_per_byte)
+    rep = build_report(
+        snn_dir, mac_pj=mac_pj, ac_pj=ac_pj, convention=convention, mem_pj_per_byte=mem_pj_per_byte
+    )
     write_report(rep, out_file, csv, markdown)
     print_energy(rep, out)
     if plot is not None:
@@ -262,8 +301,12 @@ def main(argv: list[str] | None = None) -> Any:
         if _state["debug"] or "--debug" in sys.argv:
             raise
         first = str(e).splitlines()[0] if str(e) else ""
-        err.print(f"internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)",
-                  markup=False, highlight=False, soft_wrap=True)
+        err.print(
+            f"internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
 
 

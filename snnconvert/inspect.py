@@ -9,8 +9,19 @@ import numpy as np
 from snnconvert.ir.graph import Graph
 from snnconvert.ir.registry import get
 
-DATA_MOVES = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Split", "Slice", "Gather", "Concat",
-              "Expand", "Cast"}
+DATA_MOVES = {
+    "Reshape",
+    "Transpose",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Split",
+    "Slice",
+    "Gather",
+    "Concat",
+    "Expand",
+    "Cast",
+}
 
 
 def node_cost(g: Graph, n) -> dict[str, int]:
@@ -44,7 +55,9 @@ def inspect_graph(g: Graph) -> dict[str, Any]:
             "what": ", ".join(sorted(spiking_ops)) or "nothing",
             "spiking_nodes": [n.name for n in sp],
         }
-    io = lambda names: [{"name": k, "shape": list(g.values[k].shape), "dtype": g.values[k].dtype} for k in names]  # noqa: E731
+    io = lambda names: [
+        {"name": k, "shape": list(g.values[k].shape), "dtype": g.values[k].dtype} for k in names
+    ]  # noqa: E731
     return {
         "inputs": io(g.inputs),
         "outputs": io(g.outputs),

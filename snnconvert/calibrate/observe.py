@@ -15,7 +15,18 @@ from snnconvert.ir.graph import Graph
 
 # Pure data movement: their outputs hold the same numbers as their inputs, so observing them again
 # would only cost time; normalisation looks through them to the producing op.
-MOVES = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Split", "Slice", "Gather", "Concat", "Expand"}
+MOVES = {
+    "Reshape",
+    "Transpose",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Split",
+    "Slice",
+    "Gather",
+    "Concat",
+    "Expand",
+}
 
 
 def observed_values(g: Graph) -> list[str]:
@@ -43,7 +54,9 @@ def calibrate(
         if samples <= 0:
             raise InputError(f"--samples must be positive, got {samples}")
         if samples > data.n:
-            raise InputError(f"{data.path}: --samples {samples} is larger than the {data.n} samples in the file")
+            raise InputError(
+                f"{data.path}: --samples {samples} is larger than the {data.n} samples in the file"
+            )
     if batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {batch_size}")
     names = set(observed_values(g))
@@ -56,7 +69,7 @@ def calibrate(
                 raise InputError(f"activation '{name}' became NaN/Inf on the calibration data")
             sketches[name].update(t.detach(), channel_axis=_channel_axis(g, name))
 
-    for start, feeds, _ in data.batches(batch_size, samples):
+    for _start, feeds, _ in data.batches(batch_size, samples):
         ex.run(feeds, observe=observe)
         if progress is not None:
             progress(len(next(iter(feeds.values()))))

@@ -28,7 +28,11 @@ class Dataset:
         n = self.n if limit is None else min(limit, self.n)
         for s in range(0, n, batch_size):
             e = min(n, s + batch_size)
-            yield s, {k: v[s:e] for k, v in self.inputs.items()}, None if self.labels is None else self.labels[s:e]
+            yield (
+                s,
+                {k: v[s:e] for k, v in self.inputs.items()},
+                None if self.labels is None else self.labels[s:e],
+            )
 
 
 def load_dataset(path: str | Path, g: Graph, require_labels: bool = False) -> Dataset:
@@ -38,14 +42,18 @@ def load_dataset(path: str | Path, g: Graph, require_labels: bool = False) -> Da
     try:
         z = np.load(p, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise InputError(f"{p}: not a readable .npz file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise InputError(
+            f"{p}: not a readable .npz file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise InputError(f"{p}: expected an .npz archive with named arrays, got a single array")
     with z:
         try:
             arrays = {k: z[k] for k in z.files}
         except ValueError as e:
-            raise InputError(f"{p}: cannot read arrays ({str(e).splitlines()[0]}); object arrays are refused") from None
+            raise InputError(
+                f"{p}: cannot read arrays ({str(e).splitlines()[0]}); object arrays are refused"
+            ) from None
     inputs: dict[str, np.ndarray] = {}
     for name in g.inputs:
         key = name if name in arrays else ("x" if len(g.inputs) == 1 and "x" in arrays else None)
@@ -55,7 +63,9 @@ def load_dataset(path: str | Path, g: Graph, require_labels: bool = False) -> Da
         a = arrays[key]
         v = g.values[name]
         if a.ndim != len(v.shape) or tuple(a.shape[1:]) != tuple(v.shape[1:]):
-            raise InputError(f"{p}: key '{key}' has shape {list(a.shape)}, model input '{name}' expects [N, {', '.join(map(str, v.shape[1:]))}]")
+            raise InputError(
+                f"{p}: key '{key}' has shape {list(a.shape)}, model input '{name}' expects [N, {', '.join(map(str, v.shape[1:]))}]"
+            )
         want_float = v.dtype.startswith("float")
         if want_float and not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
             raise InputError(f"{p}: key '{key}' has dtype {a.dtype}, expected a numeric array")

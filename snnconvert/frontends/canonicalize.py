@@ -130,7 +130,9 @@ def _fuse_layernorm(g: Graph) -> None:
             g.initializers[bname] = bias
             inputs.append(bname)
         name = g.unique_name((div.name.rsplit("/", 1)[0] or "ln") + "/LayerNorm")
-        ln = Node(name, "LayerNorm", inputs, [out], {"axis": axes1[0] - rank, "epsilon": float(eps.reshape(()))})
+        ln = Node(
+            name, "LayerNorm", inputs, [out], {"axis": axes1[0] - rank, "epsilon": float(eps.reshape(()))}
+        )
         internal = {o for n in chain for o in n.outputs} - {out}
         _replace(g, chain, ln, out)
         for v in internal:
@@ -171,7 +173,12 @@ def _fuse_gelu(g: Graph) -> None:
             chain.append(m2)
         else:  # (x * 0.5) * (1+erf)
             half = g.producer(other)
-            if half is None or half.op != "Mul" or x not in half.inputs or not any(_is_scalar(g, i, 0.5) for i in half.inputs):
+            if (
+                half is None
+                or half.op != "Mul"
+                or x not in half.inputs
+                or not any(_is_scalar(g, i, 0.5) for i in half.inputs)
+            ):
                 continue
             if len(g.consumers(other)) != 1:
                 continue
@@ -180,7 +187,9 @@ def _fuse_gelu(g: Graph) -> None:
             continue
         out = chain[-1].outputs[0]
         internal = {o for n in chain for o in n.outputs} - {out}
-        node = Node(g.unique_name(erf.name.rsplit("/", 1)[0] + "/Gelu"), "Gelu", [x], [out], {"approximate": "none"})
+        node = Node(
+            g.unique_name(erf.name.rsplit("/", 1)[0] + "/Gelu"), "Gelu", [x], [out], {"approximate": "none"}
+        )
         _replace(g, chain, node, out)
         for v in internal:
             g.values.pop(v, None)

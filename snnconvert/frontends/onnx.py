@@ -17,8 +17,8 @@ import onnx
 from onnx import numpy_helper
 
 from snnconvert.errors import GraphError, InputError, UnsupportedModelError
+from snnconvert.ir.build import add_node as _add_node
 from snnconvert.ir.graph import Graph, Node, Value
-from snnconvert.ir.registry import infer_shapes
 
 MIN_OPSET = 11
 # Ops whose output never depends on input data values: folded, never emitted.
@@ -70,8 +70,13 @@ class Ctx:
         """A constant repeated along the batch axis (e.g. an expanded CLS token) as a run-time node."""
         a2, a3 = self.consts[v], self.consts3.get(v)
         ok = (
-            a3 is not None and a2.ndim >= 1 and a2.shape[0] == 2 and a3.shape[0] == 3
-            and a2.shape[1:] == a3.shape[1:] and (a2 == a2[:1]).all() and (a3 == a2[:1]).all()
+            a3 is not None
+            and a2.ndim >= 1
+            and a2.shape[0] == 2
+            and a3.shape[0] == 3
+            and a2.shape[1:] == a3.shape[1:]
+            and (a2 == a2[:1]).all()
+            and (a3 == a2[:1]).all()
         )
         if not ok:
             raise UnsupportedModelError(
@@ -81,16 +86,30 @@ class Ctx:
         if out not in self.g.values:
             init = self.g.unique_name(v + "_row")
             self.g.initializers[init] = _as_initializer(a2[:1])
-            node = Node(self.g.unique_name(v + "/BatchBroadcast"), "BatchBroadcast", [init, self.g.inputs[0]], [out])
+            node = Node(
+                self.g.unique_name(v + "/BatchBroadcast"), "BatchBroadcast", [init, self.g.inputs[0]], [out]
+            )
             _add_node(self.g, node)
         return out
 
-    def emit(self, onnx_node: onnx.NodeProto, op: str, inputs: list[str], attrs: dict[str, Any] | None = None,
-             outputs: list[str] | None = None, suffix: str = "") -> list[str]:
+    def emit(
+        self,
+        onnx_node: onnx.NodeProto,
+        op: str,
+        inputs: list[str],
+        attrs: dict[str, Any] | None = None,
+        outputs: list[str] | None = None,
+        suffix: str = "",
+    ) -> list[str]:
         outs = outputs if outputs is not None else list(onnx_node.output[:1])
         name = (onnx_node.name or f"{onnx_node.op_type}_{outs[0]}") + suffix
-        node = Node(self.g.unique_name(name) if suffix or _taken(self.g, name) else name, op, inputs, outs,
-                    dict(attrs or {}))
+        node = Node(
+            self.g.unique_name(name) if suffix or _taken(self.g, name) else name,
+            op,
+            inputs,
+            outs,
+            dict(attrs or {}),
+        )
         _add_node(self.g, node)
         return outs
 
@@ -104,32 +123,6 @@ def _as_initializer(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.float64:
         a = a.astype(np.float32)
     return np.ascontiguousarray(a)
-
-
-def _add_node(g: Graph, n: Node) -> None:
-    """Append a node and infer its output values' shapes with the op's own reference."""
-    shapes, dtypes, consts = [], [], []
-    for i in n.inputs:
-        if i in g.initializers:
-            a = g.initializers[i]
-            shapes.append(tuple(a.shape))
-            dtypes.append(str(a.dtype))
-            consts.append(a)
-        else:
-            v = g.values[i]
-            shapes.append(v.shape)
-            dtypes.append(v.dtype)
-            consts.append(None)
-    try:
-        got = infer_shapes(n.op, n.attrs, shapes, dtypes, consts)
-    except Exception as e:
-        raise GraphError(
-            f"node '{n.name}' ({n.op}): cannot infer output shape from inputs {[list(s) for s in shapes]}: "
-            f"{str(e).splitlines()[0]}"
-        ) from None
-    for o, (shp, dt) in zip(n.outputs, got, strict=True):
-        g.values[o] = Value(o, shp, dt)
-    g.nodes.append(n)
 
 
 # -- handler registry ----------------------------------------------------------------------------------
@@ -200,8 +193,9 @@ def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None
     return import_model(model, input_shapes, source=str(path))
 
 
-def import_model(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None,
-                 source: str = "model") -> Graph:
+def import_model(
+    model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None, source: str = "model"
+) -> Graph:
     bad = unsupported_nodes(model)
     if bad:
         listed = ", ".join(f"{n} ({t})" for n, t in bad)
@@ -251,17 +245,25 @@ def import_model(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | No
     return g
 
 
-def _input_shape(inp: onnx.ValueInfoProto, override: list[int] | None, source: str) -> tuple[tuple[int, ...], str]:
+def _input_shape(
+    inp: onnx.ValueInfoProto, override: list[int] | None, source: str
+) -> tuple[tuple[int, ...], str]:
     tt = inp.type.tensor_type
     dtype = _ONNX_DTYPES.get(tt.elem_type)
     if dtype is None:
-        raise UnsupportedModelError(f"{source}: input '{inp.name}' has unsupported element type {tt.elem_type}")
+        raise UnsupportedModelError(
+            f"{source}: input '{inp.name}' has unsupported element type {tt.elem_type}"
+        )
     if not tt.HasField("shape"):
-        raise InputError(f"{source}: input '{inp.name}' has no declared shape: give --input-shape {inp.name}=...")
+        raise InputError(
+            f"{source}: input '{inp.name}' has no declared shape: give --input-shape {inp.name}=..."
+        )
     dims = list(tt.shape.dim)
     if override is not None:
         if len(override) != len(dims):
-            raise InputError(f"{source}: --input-shape for '{inp.name}' has {len(override)} dims, the model {len(dims)}")
+            raise InputError(
+                f"{source}: --input-shape for '{inp.name}' has {len(override)} dims, the model {len(dims)}"
+            )
         return (-1,) + tuple(int(d) for d in override[1:]), dtype
     shape = []
     for i, d in enumerate(dims):
@@ -273,7 +275,8 @@ def _input_shape(inp: onnx.ValueInfoProto, override: list[int] | None, source: s
             label = d.dim_param or "?"
             raise InputError(
                 f"{source}: input '{inp.name}' dim {i} ('{label}') is dynamic: give its size with "
-                f"--input-shape {inp.name}=" + ",".join("N" if j == 0 else str(dd.dim_value or "?") for j, dd in enumerate(dims))
+                f"--input-shape {inp.name}="
+                + ",".join("N" if j == 0 else str(dd.dim_value or "?") for j, dd in enumerate(dims))
             )
     if not shape:
         raise UnsupportedModelError(f"{source}: input '{inp.name}' is a scalar; a batch axis is required")
@@ -326,7 +329,9 @@ def _fold_static(
     return consts, batch_dep, static_from_nodes, at3
 
 
-def _ort_values(model: onnx.ModelProto, g: Graph, names: list[str], batch: int, source: str) -> dict[str, np.ndarray]:
+def _ort_values(
+    model: onnx.ModelProto, g: Graph, names: list[str], batch: int, source: str
+) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
     m = onnx.ModelProto()
@@ -347,7 +352,9 @@ def _ort_values(model: onnx.ModelProto, g: Graph, names: list[str], batch: int, 
         sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         outs = sess.run(names, feeds)
     except Exception as e:
-        raise InputError(f"{source}: evaluating the model's shape arithmetic failed: {str(e).splitlines()[0][:200]}") from None
+        raise InputError(
+            f"{source}: evaluating the model's shape arithmetic failed: {str(e).splitlines()[0][:200]}"
+        ) from None
     return dict(zip(names, outs, strict=True))
 
 

@@ -34,7 +34,9 @@ def last_uses(g: Graph) -> dict[str, int]:
     return last
 
 
-def prepare_feeds(g: Graph, feeds: Mapping[str, np.ndarray | torch.Tensor], device="cpu") -> dict[str, torch.Tensor]:
+def prepare_feeds(
+    g: Graph, feeds: Mapping[str, np.ndarray | torch.Tensor], device="cpu"
+) -> dict[str, torch.Tensor]:
     """Check names/shapes/dtypes of the inputs and convert them to torch tensors."""
     out = {}
     for name in g.inputs:
@@ -80,7 +82,9 @@ class Executor:
                 outs = run_op(n.op, n.attrs, args)
             except Exception as e:
                 shapes = [list(a.shape) for a in args]
-                raise GraphError(f"node '{n.name}' ({n.op}) failed on inputs {shapes}: {str(e).splitlines()[0]}") from e
+                raise GraphError(
+                    f"node '{n.name}' ({n.op}) failed on inputs {shapes}: {str(e).splitlines()[0]}"
+                ) from e
             for name, t in zip(n.outputs, outs, strict=True):
                 env[name] = t
                 if observe is not None:

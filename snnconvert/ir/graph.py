@@ -123,8 +123,13 @@ class Graph:
         import copy as _copy
 
         return Graph(
-            nodes=[Node(n.name, n.op, list(n.inputs), list(n.outputs), _copy.deepcopy(n.attrs)) for n in self.nodes],
-            values={k: Value(v.name, tuple(v.shape), v.dtype, v.domain, v.coding) for k, v in self.values.items()},
+            nodes=[
+                Node(n.name, n.op, list(n.inputs), list(n.outputs), _copy.deepcopy(n.attrs))
+                for n in self.nodes
+            ],
+            values={
+                k: Value(v.name, tuple(v.shape), v.dtype, v.domain, v.coding) for k, v in self.values.items()
+            },
             inputs=list(self.inputs),
             outputs=list(self.outputs),
             initializers={k: np.array(v, copy=True) for k, v in self.initializers.items()},

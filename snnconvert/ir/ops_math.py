@@ -176,7 +176,9 @@ register(
 def _layernorm(a, x, scale, bias=None):
     axis = a["axis"] % x.dim()
     shape = tuple(x.shape[axis:])
-    return F.layer_norm(x, shape, scale.expand(shape), None if bias is None else bias.expand(shape), a["epsilon"])
+    return F.layer_norm(
+        x, shape, scale.expand(shape), None if bias is None else bias.expand(shape), a["epsilon"]
+    )
 
 
 def _layernorm_cost(a, ins, outs):
@@ -233,7 +235,9 @@ def _avgpool(a, x):
     nd = len(a["kernel"])
     sym = all(pads[i] == pads[i + nd] for i in range(nd))
     if sym:
-        return f(x, a["kernel"], a["strides"], tuple(pads[:nd]), bool(a["ceil_mode"]), bool(a["count_include_pad"]))
+        return f(
+            x, a["kernel"], a["strides"], tuple(pads[:nd]), bool(a["ceil_mode"]), bool(a["count_include_pad"])
+        )
     if a["count_include_pad"]:
         return f(_pool_pads(x, a, 0.0), a["kernel"], a["strides"], 0, bool(a["ceil_mode"]))
     ones = torch.ones_like(x[:1, :1])

@@ -85,11 +85,21 @@ def _flatten(a, x):
 
 register(OpDef("Reshape", _reshape, attrs={"shape": Attr(INTS, required=True)}, affine_in=_data_only))
 register(
-    OpDef("Transpose", lambda a, x: x.permute(*a["perm"]), attrs={"perm": Attr(INTS, required=True)}, affine_in=_data_only)
+    OpDef(
+        "Transpose",
+        lambda a, x: x.permute(*a["perm"]),
+        attrs={"perm": Attr(INTS, required=True)},
+        affine_in=_data_only,
+    )
 )
 register(OpDef("Flatten", _flatten, attrs={"axis": Attr(int, 1)}, affine_in=_data_only))
 register(
-    OpDef("Concat", lambda a, *xs: torch.cat(xs, dim=a["axis"]), attrs={"axis": Attr(int, required=True)}, affine_in=_any)
+    OpDef(
+        "Concat",
+        lambda a, *xs: torch.cat(xs, dim=a["axis"]),
+        attrs={"axis": Attr(int, required=True)},
+        affine_in=_any,
+    )
 )
 register(
     OpDef(

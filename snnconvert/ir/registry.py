@@ -101,7 +101,9 @@ def infer_shapes(
             continue
         moved = [i for i, (a, b) in enumerate(zip(s2, s3, strict=True)) if a != b]
         if moved != [0] or (s2[0], s3[0]) != (2, 3):
-            raise ValueError(f"the batch axis moves or merges with another axis (output shape {list(s2)} at batch 2)")
+            raise ValueError(
+                f"the batch axis moves or merges with another axis (output shape {list(s2)} at batch 2)"
+            )
         res.append(((-1,) + s2[1:], dtype_name(o2.dtype)))
     return res
 

@@ -74,7 +74,11 @@ def _check_node_shapes(g: Graph, n, where: str) -> None:
     try:
         got = infer_shapes(n.op, n.attrs, shapes, dtypes, consts)
     except Exception as e:  # the op's own reference rejected these shapes
-        raise GraphError(f"{where}: inputs of shapes {shapes} are invalid ({str(e).splitlines()[0]})") from None
+        raise GraphError(
+            f"{where}: inputs of shapes {shapes} are invalid ({str(e).splitlines()[0]})"
+        ) from None
     for o, (shp, _dt) in zip(n.outputs, got, strict=False):
         if tuple(g.values[o].shape) != tuple(shp):
-            raise GraphError(f"{where}: output '{o}' declared {list(g.values[o].shape)} but computes {list(shp)}")
+            raise GraphError(
+                f"{where}: output '{o}' declared {list(g.values[o].shape)} but computes {list(shp)}"
+            )

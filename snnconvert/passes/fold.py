@@ -17,7 +17,9 @@ def fold_batchnorm(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
     for bn in [n for n in g.nodes if n.op == "BatchNorm"]:
         src = g.producer(bn.inputs[0])
         if src is None or src.op not in ("Conv", "Linear") or len(g.consumers(bn.inputs[0])) != 1:
-            ctx.notes.append(f"fold_batchnorm: '{bn.name}' does not follow a Conv/Linear; kept as an analog affine op")
+            ctx.notes.append(
+                f"fold_batchnorm: '{bn.name}' does not follow a Conv/Linear; kept as an analog affine op"
+            )
             continue
         scale, bias, mean, var = (g.initializers[i].astype(np.float64) for i in bn.inputs[1:5])
         k = scale / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))
@@ -27,7 +29,9 @@ def fold_batchnorm(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             w = w * k.reshape((-1,) + (1,) * (w.ndim - 1))
         else:  # Linear weight is [in, out]; BN over axis 1 = the feature axis only for 2-D inputs
             if len(g.values[src.outputs[0]].shape) != 2:
-                ctx.notes.append(f"fold_batchnorm: '{bn.name}' normalises axis 1 of a >2-D Linear output; kept")
+                ctx.notes.append(
+                    f"fold_batchnorm: '{bn.name}' normalises axis 1 of a >2-D Linear output; kept"
+                )
                 continue
             w = w * k.reshape(1, -1)
         b = (b - mean) * k + bias

@@ -24,15 +24,21 @@ def scale_of(ctx: PassContext, value: str, p: float, exclude_zeros: bool) -> flo
     lam = nonzero_percentile(s, p) if exclude_zeros else float(s.percentile(p))
     if not np.isfinite(lam) or lam <= 0:
         lam = float(s.max) if s.max and s.max > 0 else 1.0
-        ctx.notes.append(f"normalize: '{value}' has no positive activity on the calibration data; scale {lam:g}")
+        ctx.notes.append(
+            f"normalize: '{value}' has no positive activity on the calibration data; scale {lam:g}"
+        )
     return lam
 
 
 @register_pass(
     "normalize",
     {
-        "percentile": Param((int, float), 99.0, "percentile of the activations used as scale", lo=50.0, hi=100.0),
-        "mode": Param(str, "threshold", "threshold balancing or weight scaling", choices=("threshold", "weights")),
+        "percentile": Param(
+            (int, float), 99.0, "percentile of the activations used as scale", lo=50.0, hi=100.0
+        ),
+        "mode": Param(
+            str, "threshold", "threshold balancing or weight scaling", choices=("threshold", "weights")
+        ),
         "exclude_zeros": Param(bool, False, "take the percentile over non-zero activations only"),
     },
 )
@@ -49,7 +55,9 @@ def normalize(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             folded[out] = lam
         else:
             if params["mode"] == "weights":
-                ctx.notes.append(f"normalize: '{r.name}' has non-linear neighbours; threshold balancing used instead")
+                ctx.notes.append(
+                    f"normalize: '{r.name}' has non-linear neighbours; threshold balancing used instead"
+                )
             scales[out] = lam
     g.meta["normalize"] = dict(params)
     return g
@@ -60,7 +68,11 @@ def _fold_into_weights(g: Graph, r: Node, lam: float) -> bool:
     cons = g.consumers(r.outputs[0])
     if src is None or src.op not in ("Linear", "Conv") or len(g.consumers(r.inputs[0])) != 1:
         return False
-    if not cons or r.outputs[0] in g.outputs or any(c.op not in ("Linear", "Conv") or c.inputs[0] != r.outputs[0] for c in cons):
+    if (
+        not cons
+        or r.outputs[0] in g.outputs
+        or any(c.op not in ("Linear", "Conv") or c.inputs[0] != r.outputs[0] for c in cons)
+    ):
         return False
     _scale_initializer(g, src, 1, 1.0 / lam)
     if len(src.inputs) > 2:

@@ -80,7 +80,9 @@ def _type_name(k) -> str:
 
 
 def _check(value: Any, kind, where: str) -> None:
-    ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)))
+    ok = isinstance(value, kind) and not (
+        isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    )
     if not ok:
         raise InputError(f"{where}: expected {_type_name(kind)}, got {type(value).__name__} {value!r}")
 
@@ -115,7 +117,7 @@ def parse_recipe(data: Any, source: str) -> Recipe:
             entry = {entry: {}}
         if not isinstance(entry, dict) or len(entry) != 1:
             raise InputError(f"{where}: expected a pass name or a one-key mapping {{name: {{params}}}}")
-        (pname, params), = entry.items()
+        ((pname, params),) = entry.items()
         if pname not in PASSES:
             raise InputError(f"{where}: unknown pass '{pname}' (known: {', '.join(sorted(PASSES))})")
         params = params or {}
@@ -124,7 +126,9 @@ def parse_recipe(data: Any, source: str) -> Recipe:
         schema = PASSES[pname].params
         for k, v in params.items():
             if k not in schema:
-                raise InputError(f"{where}.{pname}.{k}: unknown parameter (known: {', '.join(sorted(schema)) or 'none'})")
+                raise InputError(
+                    f"{where}.{pname}.{k}: unknown parameter (known: {', '.join(sorted(schema)) or 'none'})"
+                )
             _check_param(schema[k], v, f"{where}.{pname}.{k}")
         passes.append((pname, dict(params)))
     sim = data.get("simulate", {})

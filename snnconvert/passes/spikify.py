@@ -16,8 +16,12 @@ from snnconvert.passes import Param, PassContext, register_pass
 @register_pass(
     "relu_to_if",
     {
-        "v0": Param((int, float), 0.5, "initial membrane potential as a fraction of the threshold", lo=0.0, hi=1.0),
-        "max_spikes_per_step": Param(int, 1, "events a neuron may emit in one step (multi-threshold)", lo=1, hi=64),
+        "v0": Param(
+            (int, float), 0.5, "initial membrane potential as a fraction of the threshold", lo=0.0, hi=1.0
+        ),
+        "max_spikes_per_step": Param(
+            int, 1, "events a neuron may emit in one step (multi-threshold)", lo=1, hi=64
+        ),
         "levels": Param(int, 0, "count coding: largest spike count (0 = rate coding)", lo=0, hi=4096),
     },
     spikes=("Relu",),
@@ -26,7 +30,7 @@ def relu_to_if(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
     """Replace every ReLU by an integrate-and-fire neuron (reset by subtraction) with its scale as threshold."""
     g = g.copy()
     scales = g.meta.get("scales", {})
-    for i, r in enumerate(g.nodes):
+    for r in g.nodes:
         if r.op != "Relu":
             continue
         out = r.outputs[0]
@@ -35,7 +39,11 @@ def relu_to_if(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
         lam = float(scales[out]) / (params["levels"] if ctx.coding == "count" and params["levels"] else 1)
         tname = g.unique_name(f"{r.name}_theta")
         g.initializers[tname] = np.asarray(lam, dtype=np.float32)
-        attrs = {"v0": float(params["v0"]), "max_spikes_per_step": int(params["max_spikes_per_step"]), "lo": 0.0}
+        attrs = {
+            "v0": float(params["v0"]),
+            "max_spikes_per_step": int(params["max_spikes_per_step"]),
+            "lo": 0.0,
+        }
         if ctx.coding == "count":
             attrs.update(coding="count", hi=float(params["levels"] or 1))
         else:
@@ -66,9 +74,7 @@ def assign_domains(g: Graph, coding: str) -> None:
     for n in g.nodes:
         op = get(n.op)
         dyn = [i for i in n.inputs if i not in g.initializers]
-        spike = op.spiking or (
-            n.op in MOVES and dyn and all(g.values[i].domain == "spike" for i in dyn)
-        )
+        spike = op.spiking or (n.op in MOVES and dyn and all(g.values[i].domain == "spike" for i in dyn))
         for o in n.outputs:
             g.values[o].domain = "spike" if spike else "analog"
             g.values[o].coding = coding if spike else None

@@ -32,7 +32,9 @@ def plot_accuracy(j: dict[str, Any], path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     if j.get("labelled"):
         ax.plot(ts, [100 * a for a in j["snn_accuracy"]], label="SNN accuracy")
-        ax.axhline(100 * j["ann_accuracy"], color="k", ls="--", lw=1, label=f"ANN {100 * j['ann_accuracy']:.2f}%")
+        ax.axhline(
+            100 * j["ann_accuracy"], color="k", ls="--", lw=1, label=f"ANN {100 * j['ann_accuracy']:.2f}%"
+        )
     ax.plot(ts, [100 * a for a in j["agreement"]], label="agreement with ANN", alpha=0.8)
     ax.set_xlabel("timestep t")
     ax.set_ylabel("%")

@@ -15,7 +15,9 @@ def checkpoints(T: int) -> list[int]:
 
 def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) -> None:
     n, T = j["samples"], j["timesteps"]
-    t = Table(title=f"SNN vs ANN on {n} samples ({j['coding']} coding, {T} steps; 1 sample = {100 / n:.3g} pp)")
+    t = Table(
+        title=f"SNN vs ANN on {n} samples ({j['coding']} coding, {T} steps; 1 sample = {100 / n:.3g} pp)"
+    )
     t.add_column("t", justify="right")
     if j.get("labelled"):
         t.add_column("SNN acc", justify="right")

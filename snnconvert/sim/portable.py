@@ -51,7 +51,8 @@ def state_layout(g: Graph, analog_mode: str) -> list[tuple[str, tuple[int, ...],
     """(key, per-sample shape, dtype) of every state tensor, found by running one step at batch 2."""
     sim = Simulator(g, analog_mode=analog_mode)
     feeds = {
-        k: torch.zeros((2,) + tuple(g.values[k].shape[1:]), dtype=torch_dtype(g.values[k].dtype)) for k in g.inputs
+        k: torch.zeros((2,) + tuple(g.values[k].shape[1:]), dtype=torch_dtype(g.values[k].dtype))
+        for k in g.inputs
     }
     state: dict[str, torch.Tensor] = {}
     sim.run_chunk(feeds, 0, 1, state)
@@ -66,7 +67,8 @@ def export_portable(g: Graph, directory: str | Path) -> dict[str, Any]:
     mod = StepModule(g, keys, mode).eval()
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     xs = tuple(
-        torch.zeros((2,) + tuple(g.values[k].shape[1:]), dtype=torch_dtype(g.values[k].dtype)) for k in g.inputs
+        torch.zeros((2,) + tuple(g.values[k].shape[1:]), dtype=torch_dtype(g.values[k].dtype))
+        for k in g.inputs
     )
     st = tuple(torch.zeros((2,) + shp) for _, shp, _ in layout)
     args = (*xs, torch.tensor(0), *st)
@@ -77,11 +79,15 @@ def export_portable(g: Graph, directory: str | Path) -> dict[str, Any]:
     torch.export.save(ep, str(d / STEP_FILE))
     meta = {
         "format": "snnconvert-portable/1",
-        "inputs": [{"name": k, "shape": list(g.values[k].shape), "dtype": g.values[k].dtype} for k in g.inputs],
+        "inputs": [
+            {"name": k, "shape": list(g.values[k].shape), "dtype": g.values[k].dtype} for k in g.inputs
+        ],
         "output": {"name": g.outputs[0], "shape": list(g.values[g.outputs[0]].shape)},
         "state": [{"key": k, "shape": list(s), "dtype": dt} for k, s, dt in layout],
         "coding": g.meta.get("coding", "rate"),
-        "decode": "mean of the per-step outputs" if g.meta.get("coding", "rate") == "rate" else "sum of the per-step outputs",
+        "decode": "mean of the per-step outputs"
+        if g.meta.get("coding", "rate") == "rate"
+        else "sum of the per-step outputs",
         "timesteps": g.meta.get("timesteps", 50),
         "usage": "step(*inputs, t, *state) -> (y_t, *state); t = steps already run; state starts at zeros",
     }

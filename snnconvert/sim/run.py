@@ -91,7 +91,10 @@ def simulate(
     ex = Executor(ann, device=device)
     scale = snn.meta.get("value_scale", {})
     tracked = [
-        o for nd in snn.nodes for o in nd.outputs if snn.values[o].dtype.startswith("float") and o in ann.values
+        o
+        for nd in snn.nodes
+        for o in nd.outputs
+        if snn.values[o].dtype.startswith("float") and o in ann.values
     ]
     res = SimResult(timesteps, n, data.labels is not None)
     res.snn_correct = np.zeros(timesteps, dtype=np.int64)
@@ -125,7 +128,9 @@ def simulate(
             if labels is not None:
                 y = torch.from_numpy(labels).to(pred.device)
                 if int(y.max()) >= dec.shape[-1] or int(y.min()) < 0:
-                    raise InputError(f"{data.path}: labels outside [0, {dec.shape[-1] - 1}] (the model's classes)")
+                    raise InputError(
+                        f"{data.path}: labels outside [0, {dec.shape[-1] - 1}] (the model's classes)"
+                    )
                 res.snn_correct += (pred == y.unsqueeze(0)).reshape(timesteps, -1).sum(1).cpu().numpy()
                 res.ann_correct += int((ann_pred == y).sum())
         if progress is not None:

@@ -125,7 +125,9 @@ class Simulator:
             s = s * self._time_shape(steps == 1, s).to(s.dtype)
         return s
 
-    def _affine(self, n: Node, ins: list[Sig], stream: frozenset[int], tc: int, steps: torch.Tensor) -> list[Sig]:
+    def _affine(
+        self, n: Node, ins: list[Sig], stream: frozenset[int], tc: int, steps: torch.Tensor
+    ) -> list[Sig]:
         args = []
         for i, s in enumerate(ins):
             if i in stream:
@@ -140,7 +142,10 @@ class Simulator:
             # the op's constant term (bias, static addends) belongs to step 1 only
             zargs = [torch.zeros_like(s.data[0]) if i in stream else s.data for i, s in enumerate(ins)]
             zero_out = run_op(n.op, n.attrs, zargs)
-            outs = [o - z * self._time_shape(steps > 1, o).to(o.dtype) for o, z in zip(outs, zero_out, strict=True)]
+            outs = [
+                o - z * self._time_shape(steps > 1, o).to(o.dtype)
+                for o, z in zip(outs, zero_out, strict=True)
+            ]
         return [Sig(o, False) for o in outs]
 
     def _is_const(self, n: Node, i: int) -> bool:
@@ -148,7 +153,13 @@ class Simulator:
 
     def _per_step(self, n: Node, ins: list[Sig], tc: int) -> list[Sig]:
         args = [
-            _fold(s.data) if not s.static else (s.data if self._is_const(n, i) else _fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape))))
+            _fold(s.data)
+            if not s.static
+            else (
+                s.data
+                if self._is_const(n, i)
+                else _fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape)))
+            )
             for i, s in enumerate(ins)
         ]
         return [Sig(_unfold(o, tc), False) for o in run_op(n.op, n.attrs, args)]
@@ -158,7 +169,11 @@ class Simulator:
         args = []
         for i, s in enumerate(ins):
             if i not in stream:
-                args.append(s.data if self._is_const(n, i) else _fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape))))
+                args.append(
+                    s.data
+                    if self._is_const(n, i)
+                    else _fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape)))
+                )
                 continue
             key = f"{n.name}/in{i}"
             prev = state.get(key)

@@ -1,0 +1,153 @@
+"""Operation counts per node of a spiking graph, from shapes (ANN) and measured events (SNN).
+
+Synaptic operations fed by spikes are accumulates (ACs): one per event per output the event
+reaches. They are counted exactly by running the node's own op on the per-sample event map with
+every non-zero weight replaced by 1 (and biases / other operands zeroed): the sum of that output is
+sum over events of their fan-out. Ops fed by analog values cost MACs every time they run: once
+for a static value (identical at every step), T times for a time-varying one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from snnconvert.calibrate.observe import MOVES
+from snnconvert.inspect import node_cost
+from snnconvert.ir.graph import Graph, Node
+from snnconvert.ir.registry import get, run_op, torch_dtype
+
+SYNAPTIC = {"Linear", "Conv", "MatMul"}
+POOLS = {"AvgPool"}
+ACCUMULATE_ONCE = {"Add", "Sub", "GlobalAvgPool", "ReduceMean", "Mul", "BatchNorm", "Neg"}
+
+
+@dataclass
+class NodeCount:
+    name: str
+    op: str
+    domain: str  # domain of the node's output
+    spike_inputs: int  # how many of its run-time inputs are spikes
+    ann_macs: float
+    snn_acs: float = 0.0
+    snn_macs: float = 0.0
+    executions: int = 1  # times the node runs in the SNN per sample (1 or T)
+    events_in: float = 0.0  # input events per sample (all steps)
+    other: dict[str, float] = field(default_factory=dict)  # elementwise ops per sample (SNN)
+    ann_other: dict[str, float] = field(default_factory=dict)
+
+
+def propagate_events(g: Graph, events: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Event maps for spike values produced by data moves (reshape, transpose, concat of spikes)."""
+    ev = dict(events)
+    for n in g.nodes:
+        if n.op not in MOVES:
+            continue
+        dyn = [i for i in n.inputs if i not in g.initializers]
+        if not dyn or not all(i in ev for i in dyn):
+            continue
+        args = []
+        for i in n.inputs:
+            if i in ev:
+                args.append(torch.from_numpy(np.asarray(ev[i], dtype=np.float64)).unsqueeze(0))
+            elif i in g.initializers:
+                args.append(torch.from_numpy(np.array(g.initializers[i])))
+            else:
+                v = g.values[i]
+                args.append(torch.zeros((1,) + tuple(v.shape[1:]), dtype=torch_dtype(v.dtype)))
+        for o, t in zip(n.outputs, run_op(n.op, n.attrs, args), strict=True):
+            ev[o] = t[0].numpy()
+    return ev
+
+
+def _ones_trick(g: Graph, n: Node, spike_idx: int, ev: np.ndarray, scale: float = 1.0) -> float:
+    """sum over events of their fan-out, via the op itself with unit weights."""
+    args = []
+    for i, name in enumerate(n.inputs):
+        if i == spike_idx:
+            args.append(torch.from_numpy(np.asarray(ev, dtype=np.float64)).unsqueeze(0))
+        elif name in g.initializers:
+            w = np.asarray(g.initializers[name])
+            is_weight = n.op in SYNAPTIC and i == 1 or n.op == "MatMul"
+            if is_weight and np.issubdtype(w.dtype, np.floating):
+                args.append(torch.from_numpy((w != 0).astype(np.float64)))
+            elif np.issubdtype(w.dtype, np.floating):
+                args.append(torch.zeros(w.shape, dtype=torch.float64))
+            else:
+                args.append(torch.from_numpy(np.array(w)))
+        else:
+            v = g.values[name]
+            args.append(torch.zeros((1,) + tuple(v.shape[1:]), dtype=torch.float64))
+    out = run_op(n.op, n.attrs, args)[0]
+    return float(out.abs().sum()) * scale
+
+
+def _spiking_product(g: Graph, n: Node, ev: dict[str, np.ndarray]) -> float:
+    """A[..., M, K] @ B[..., K, N]: an event of A reaches N outputs, an event of B reaches M."""
+    a, b = n.inputs
+    acs = 0.0
+    if a in ev:
+        acs += float(np.sum(ev[a])) * g.values[b].shape[-1]
+    if b in ev:
+        acs += float(np.sum(ev[b])) * g.values[a].shape[-2]
+    return acs
+
+
+def count_nodes(
+    g: Graph, events: dict[str, np.ndarray], static: dict[str, bool], timesteps: int
+) -> list[NodeCount]:
+    """Per node: ANN MACs, SNN ACs from events, SNN MACs for analog work, other elementwise ops."""
+    ev = propagate_events(g, events)
+    rows = []
+    for n in g.nodes:
+        if n.op in MOVES:
+            continue
+        cost = node_cost(g, n)
+        dyn = [i for i in n.inputs if i not in g.initializers]
+        spike_in = [i for i in dyn if g.values[i].domain == "spike"]
+        out = n.outputs[0]
+        execs = 1 if static.get(out, False) else timesteps
+        row = NodeCount(
+            name=out,
+            op=n.op,
+            domain=g.values[out].domain or "analog",
+            spike_inputs=len(spike_in),
+            ann_macs=float(cost.get("mac", 0)),
+            executions=execs,
+            ann_other={k: float(v) for k, v in cost.items() if k != "mac"},
+        )
+        row.events_in = float(sum(np.sum(ev[i]) for i in spike_in if i in ev))
+        op = get(n.op)
+        if op.spiking:
+            # a neuron integrates its input current and compares every step
+            row.other = {
+                "cmp": float(cost.get("cmp", 0)) * timesteps,
+                "add": float(cost.get("cmp", 0)) * timesteps,
+            }
+        elif spike_in and all(i in ev for i in spike_in):
+            idx = [n.inputs.index(i) for i in spike_in]
+            stream = frozenset(n.inputs.index(i) for i in dyn if not static.get(i, False))
+            if n.op == "MatMul" and len(dyn) == 2:
+                row.snn_acs = _spiking_product(g, n, ev)
+                if len(spike_in) == 1:  # one operand analog: still a select-and-add per event
+                    pass
+            elif op.affine_in(frozenset(idx)) or op.affine_in(stream):
+                scale = float(np.prod(n.attrs["kernel"])) if n.op in POOLS else 1.0
+                for i in idx:
+                    if n.op in ACCUMULATE_ONCE:
+                        row.snn_acs += float(np.sum(ev[n.inputs[i]]))
+                    else:
+                        row.snn_acs += _ones_trick(g, n, i, ev[n.inputs[i]], scale)
+                analog_dyn = [i for i in dyn if i not in spike_in]
+                if analog_dyn:  # the analog operand of a mixed op adds its own work per execution
+                    row.other = {k: float(v) * execs for k, v in cost.items() if k != "mac"}
+            else:  # non-affine op on spike inputs (e.g. softmax of a spike count): analog work
+                row.snn_macs = float(cost.get("mac", 0)) * execs
+                row.other = {k: float(v) * execs for k, v in cost.items() if k != "mac"}
+        else:
+            row.snn_macs = float(cost.get("mac", 0)) * execs
+            row.other = {k: float(v) * execs for k, v in cost.items() if k != "mac"}
+        rows.append(row)
+    return rows

@@ -1,0 +1,264 @@
+"""The energy report: per layer ANN vs SNN energy under a stated convention and constants.
+
+Conventions (all per sample, spikes over all T steps):
+- measured (ours): SNN ACs = measured input events x fan-out; every op fed by analog values
+  costs its MACs each time it runs (once if its input is the same at every step, else T times).
+- sit (Li et al. 2024): FLOPs_SNN(l) = FLOPs_ANN(l) x SpikeNum(l) / NeuronNum(l) for layers fed by
+  spikes, charged at E_AC; layers fed by analog values charged FLOPs_ANN x E_MAC once.
+- spikformer (Zhou et al. 2023): the first synaptic layer (encoding) at E_MAC every step, synaptic
+  operations (events x fan-out) at E_AC, other analog layers at E_MAC per execution.
+Elementwise work (exp, division, sqrt, comparisons, additions of analog values) is counted and
+listed per layer, never dropped, but not charged unless --charge-other is given a pJ value.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snnconvert.atomic import write_json, write_text
+from snnconvert.energy.count import count_nodes
+from snnconvert.errors import InputError
+
+CONVENTIONS = ("measured", "sit", "spikformer")
+DEFAULT_MAC_PJ = 4.6
+DEFAULT_AC_PJ = 0.9
+SOURCE = "Horowitz, ISSCC 2014, 45 nm: 32-bit float MAC 4.6 pJ, AC 0.9 pJ"
+
+
+def _load_events(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise InputError(
+            f"{path}: cannot read event counts ({type(e).__name__}); rerun `snnconvert simulate`"
+        ) from None
+
+
+def build_report(
+    snn_dir: str | Path,
+    mac_pj: float | None = None,
+    ac_pj: float | None = None,
+    convention: str = "measured",
+    mem_pj_per_byte: float = 0.0,
+) -> dict[str, Any]:
+    from snnconvert.api import load_snn, read_json
+
+    d = Path(snn_dir)
+    if convention not in CONVENTIONS:
+        raise InputError(f"--convention must be one of {', '.join(CONVENTIONS)}, got '{convention}'")
+    snn, _ann = load_snn(d)
+    if not (d / "simulation.json").is_file() or not (d / "events.npz").is_file():
+        raise InputError(f"{d}: no simulation result; run `snnconvert simulate {d} --data DATA.npz` first")
+    sim = read_json(d / "simulation.json", "simulation result")
+    events = _load_events(d / "events.npz")
+    recipe_energy = snn.meta.get("energy", {}) or {}
+    e_mac = float(mac_pj if mac_pj is not None else recipe_energy.get("mac_pj", DEFAULT_MAC_PJ))
+    e_ac = float(ac_pj if ac_pj is not None else recipe_energy.get("ac_pj", DEFAULT_AC_PJ))
+    for name, v in (("--mac-pj", e_mac), ("--ac-pj", e_ac), ("--mem-pj-per-byte", mem_pj_per_byte)):
+        if not np.isfinite(v) or v < 0:
+            raise InputError(f"{name} must be a non-negative number, got {v}")
+    T = int(sim["timesteps"])
+    static = {layer["name"]: bool(layer.get("static", False)) for layer in sim["layers"]}
+    fidelity = {layer["name"]: layer for layer in sim["layers"]}
+    rows = count_nodes(snn, events, static, T)
+    first_synaptic = next((r.name for r in rows if r.op in ("Linear", "Conv", "MatMul")), None)
+    layers = []
+    for r in rows:
+        ann_e = r.ann_macs * e_mac
+        acs, macs = r.snn_acs, r.snn_macs
+        if convention == "sit":
+            if r.spike_inputs:
+                in_neurons = _spike_in_neurons(snn, r.name)
+                acs, macs = r.ann_macs * (r.events_in / max(1, in_neurons)), 0.0
+            else:
+                acs, macs = 0.0, r.ann_macs
+        elif convention == "spikformer" and r.name == first_synaptic and not r.spike_inputs:
+            macs = r.ann_macs * T
+        snn_e = acs * e_ac + macs * e_mac
+        mem = 0.0
+        if mem_pj_per_byte:
+            mem = _bytes_moved(snn, r) * mem_pj_per_byte
+            snn_e += mem
+            ann_e += _bytes_moved(snn, r, ann=True) * mem_pj_per_byte
+        fid = fidelity.get(r.name, {})
+        layers.append(
+            {
+                "name": r.name,
+                "op": r.op,
+                "domain": r.domain,
+                "spike_driven": bool(r.spike_inputs and acs > 0),
+                "ann_macs": r.ann_macs,
+                "snn_acs": acs,
+                "snn_macs": macs,
+                "executions": r.executions,
+                "events_in": r.events_in,
+                "firing_rate": r.events_in / max(1, _spike_in_neurons(snn, r.name) * T)
+                if r.spike_inputs
+                else None,
+                "other_ops": r.other,
+                "cosine": fid.get("cosine"),
+                "rel_error": fid.get("rel_error"),
+                "energy_ann_pj": ann_e,
+                "energy_snn_pj": snn_e,
+                "energy_memory_pj": mem,
+                "ratio": snn_e / ann_e if ann_e > 0 else None,
+            }
+        )
+    keys = ("ann_macs", "snn_acs", "snn_macs", "energy_ann_pj", "energy_snn_pj", "energy_memory_pj")
+    total: dict[str, Any] = {k: float(sum(layer[k] for layer in layers)) for k in keys}
+    syn = total["snn_acs"] + total["snn_macs"]
+    total["spike_driven_fraction"] = total["snn_acs"] / syn if syn > 0 else 0.0
+    total["ratio"] = total["energy_snn_pj"] / total["energy_ann_pj"] if total["energy_ann_pj"] > 0 else None
+    total["energy_saving"] = 1.0 - total["ratio"] if total["ratio"] is not None else None
+    other: dict[str, float] = {}
+    for layer in layers:
+        for k, v in layer["other_ops"].items():
+            other[k] = other.get(k, 0.0) + v
+    total["other_ops"] = other
+    analog = sorted(
+        {
+            f"{layer['op']}"
+            for layer in layers
+            if layer["snn_macs"] > 0
+            or (layer["other_ops"] and not layer["spike_driven"] and layer["op"] != "IF")
+        }
+    )
+    return {
+        "snn_dir": str(d),
+        "recipe": snn.meta.get("recipe"),
+        "coding": snn.meta.get("coding"),
+        "timesteps": T,
+        "samples": sim["samples"],
+        "convention": convention,
+        "constants": {"mac_pj": e_mac, "ac_pj": e_ac, "mem_pj_per_byte": mem_pj_per_byte, "source": SOURCE},
+        "convention_note": __doc__.split("Conventions")[1].strip() if convention else "",
+        "analog_ops": analog,
+        "layers": layers,
+        "total": total,
+        "accuracy": {
+            "ann": sim.get("ann_accuracy"),
+            "snn_at_T": sim["snn_accuracy"][-1] if sim.get("snn_accuracy") else None,
+        },
+    }
+
+
+def _spike_in_neurons(g, out: str) -> int:
+    return sum(g.values[i].numel for i in _spike_inputs(g, out))
+
+
+def _spike_inputs(g, out: str) -> list[str]:
+    n = g.producer(out)
+    return [i for i in n.inputs if i in g.values and g.values[i].domain == "spike"]
+
+
+def _bytes_moved(g, r, ann: bool = False) -> float:
+    """A simple memory model: weights read once per execution, activations read and written in
+    float32 (ANN, analog) or as 4-byte address events (spikes)."""
+    n = g.producer(r.name)
+    w = sum(np.asarray(g.initializers[i]).nbytes for i in n.inputs if i in g.initializers)
+    act_out = g.values[r.name].numel * 4
+    if ann:
+        act_in = sum(g.values[i].numel * 4 for i in n.inputs if i in g.values)
+        return float(w + act_in + act_out)
+    act_in = r.events_in * 4 + sum(
+        g.values[i].numel * 4 * r.executions
+        for i in n.inputs
+        if i in g.values and g.values[i].domain != "spike"
+    )
+    return float(w * r.executions + act_in + act_out * r.executions)
+
+
+COLUMNS = (
+    "name",
+    "op",
+    "domain",
+    "ann_macs",
+    "snn_acs",
+    "snn_macs",
+    "firing_rate",
+    "cosine",
+    "energy_ann_pj",
+    "energy_snn_pj",
+    "ratio",
+)
+
+
+def table_rows(rep: dict[str, Any]) -> list[list[Any]]:
+    return [[layer[c] for c in COLUMNS] for layer in rep["layers"]]
+
+
+def to_csv(rep: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(COLUMNS)
+    for row in table_rows(rep):
+        w.writerow(["" if v is None else v for v in row])
+    t = rep["total"]
+    w.writerow(
+        [
+            "TOTAL",
+            "",
+            "",
+            t["ann_macs"],
+            t["snn_acs"],
+            t["snn_macs"],
+            "",
+            "",
+            t["energy_ann_pj"],
+            t["energy_snn_pj"],
+            t["ratio"],
+        ]
+    )
+    return buf.getvalue()
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4g}"
+    return str(v)
+
+
+def to_markdown(rep: dict[str, Any]) -> str:
+    c = rep["constants"]
+    lines = [
+        f"# Energy report: {rep['recipe']} ({rep['coding']} coding, T = {rep['timesteps']}, {rep['samples']} samples)",
+        "",
+        f"Convention: **{rep['convention']}**; E_MAC = {c['mac_pj']} pJ, E_AC = {c['ac_pj']} pJ ({c['source']}).",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for row in table_rows(rep):
+        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    t = rep["total"]
+    lines.append(
+        f"| **total** | | | {_fmt(t['ann_macs'])} | {_fmt(t['snn_acs'])} | {_fmt(t['snn_macs'])} | | | "
+        f"{_fmt(t['energy_ann_pj'])} | {_fmt(t['energy_snn_pj'])} | {_fmt(t['ratio'])} |"
+    )
+    lines += [
+        "",
+        f"Spike-driven fraction of synaptic operations: {t['spike_driven_fraction']:.3f}.",
+        f"Still analog: {', '.join(rep['analog_ops']) or 'nothing'}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    rep: dict[str, Any], out: str | Path | None, csv_path: str | Path | None, md_path: str | Path | None
+) -> None:
+    d = Path(rep["snn_dir"])
+    write_json(d / "energy.json", rep)
+    if out is not None:
+        write_json(out, rep)
+    if csv_path is not None:
+        write_text(csv_path, to_csv(rep))
+    if md_path is not None:
+        write_text(md_path, to_markdown(rep))

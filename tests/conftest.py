@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny hand-built graphs, and the built-in example converted once per session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from snnconvert.ir.build import GraphBuilder
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+def mlp_graph(sizes=(6, 5, 4), seed=0, relu_last=False):
+    """Linear -> Relu -> Linear ... on [N, sizes[0]]: the smallest graph with neurons between layers."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder()
+    x = b.input("x", (-1, sizes[0]))
+    h = x
+    for i, (a, c) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        w = b.const(f"w{i}", (rng.normal(size=(a, c)) / np.sqrt(a)).astype(np.float32))
+        bias = b.const(f"b{i}", (0.1 * rng.normal(size=c)).astype(np.float32))
+        h = b.node("Linear", [h, w, bias], name=f"fc{i}")
+        if i < len(sizes) - 2 or relu_last:
+            h = b.node("Relu", [h], name=f"relu{i}")
+    return b.output(h)
+
+
+@pytest.fixture
+def mlp():
+    return mlp_graph()
