@@ -47,7 +47,11 @@ def inspect_graph(g: Graph) -> dict[str, Any]:
     for name in sorted(builtin_recipes()):
         r = load_recipe(name)
         spiking_ops = {t for p, _ in r.passes for t in PASSES[p].spikes}
-        sp = [n for n in compute if n.op in spiking_ops]
+        if "*" in spiking_ops:  # fully spiking: every op's output, analog normalisations aside
+            sp = [n for n in compute if n.op not in ("LayerNorm", "Softmax")]
+            spiking_ops = {"every op output (signed IF); LayerNorm, Softmax on totals"}
+        else:
+            sp = [n for n in compute if n.op in spiking_ops]
         recipes[name] = {
             "coding": r.coding,
             "spiking": len(sp),

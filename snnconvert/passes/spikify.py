@@ -8,7 +8,7 @@ import numpy as np
 
 from snnconvert.calibrate.observe import MOVES
 from snnconvert.errors import GraphError
-from snnconvert.ir.graph import Graph
+from snnconvert.ir.graph import Graph, Node, Value
 from snnconvert.ir.registry import get
 from snnconvert.passes import Param, PassContext, register_pass
 
@@ -66,15 +66,90 @@ def maxpool_to_avgpool(g: Graph, params: dict[str, Any], ctx: PassContext) -> Gr
     return g
 
 
+# Ops whose output is still a spike train when their run-time inputs are: data moves, sums of spike
+# trains (events from several sources) and spike trains scaled by a constant (events of another weight).
+SPIKE_PRESERVING = set(MOVES) | {"Add", "Sub", "Concat", "Neg"}
+SCALING = {"Mul", "Div"}
+
+
+def _keeps_spikes(g: Graph, n: Node, is_spike) -> bool:
+    dyn = [i for i in n.inputs if i not in g.initializers]
+    if not dyn or not all(is_spike(i) for i in dyn):
+        return False
+    if n.op in SPIKE_PRESERVING:
+        return True
+    return n.op in SCALING and len(dyn) == 1 and (n.op == "Mul" or n.inputs[0] == dyn[0])
+
+
 def assign_domains(g: Graph, coding: str) -> None:
-    """Label every value: 'spike' if it is a neuron's output or a pure data move of spikes, else 'analog'."""
+    """Label every value: 'spike' if it is a neuron's output or a spike-preserving function of
+    spikes (data moves, sums, constant scaling), else 'analog'."""
     for name in g.inputs:
         g.values[name].domain = "analog"
         g.values[name].coding = None
     for n in g.nodes:
-        op = get(n.op)
-        dyn = [i for i in n.inputs if i not in g.initializers]
-        spike = op.spiking or (n.op in MOVES and dyn and all(g.values[i].domain == "spike" for i in dyn))
+        spike = get(n.op).spiking or _keeps_spikes(g, n, lambda v: g.values[v].domain == "spike")
         for o in n.outputs:
             g.values[o].domain = "spike" if spike else "analog"
             g.values[o].coding = coding if spike else None
+
+
+@register_pass(
+    "spike_all",
+    {
+        "levels": Param(
+            int, 16, "largest spike count L of a signed neuron (quantisation levels)", lo=1, hi=4096
+        ),
+        "percentile": Param(
+            (int, float), 99.9, "percentile of |x| that L events must reach", lo=50.0, hi=100.0
+        ),
+        "max_spikes_per_step": Param(int, 1, "events a neuron may emit in one step", lo=1, hi=64),
+        "v0": Param((int, float), 0.5, "initial membrane as a fraction of the threshold", lo=0.0, hi=1.0),
+    },
+    spikes=("*",),
+)
+def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
+    """Fully spiking (count coding): a signed IF neuron after every op whose output would be analog,
+    ReLUs become unsigned neurons; sums, moves and constant scalings of spikes stay spikes.
+    Threshold theta = p-th percentile of |x| / L, so L events cover the calibrated range."""
+    if ctx.calibration is None:
+        raise GraphError("spike_all: a calibration file is required")
+    g = g.copy()
+    L, p = int(params["levels"]), float(params["percentile"])
+    spike: set[str] = set()
+    nodes: list[Node] = []
+    for n in g.nodes:
+        nodes.append(n)
+        if _keeps_spikes(g, n, lambda v: v in spike):
+            spike.update(n.outputs)
+            continue
+        if n.op in MOVES or n.op in ("Cast", "Equal", "Where", "BatchBroadcast"):
+            continue  # moving or selecting analog values: the consumer's neuron quantises them
+        for o in n.outputs:
+            v = g.values[o]
+            if not v.dtype.startswith("float") or o in g.outputs:
+                continue
+            relu = n.op == "Relu"
+            src = n.inputs[0] if relu else o
+            sk = ctx.calibration.sketch(o)
+            lam = float(sk.percentile(p)) if relu else float(sk.percentile_abs(p))
+            theta = (lam if lam > 0 else max(abs(sk.max), abs(sk.min), 1e-6)) / L
+            tname = g.unique_name(f"{n.name}_theta")
+            g.initializers[tname] = np.asarray(theta, dtype=np.float32)
+            attrs = {
+                "coding": "count",
+                "lo": 0.0 if relu else -float(L),
+                "hi": float(L),
+                "v0": float(params["v0"]),
+                "max_spikes_per_step": int(params["max_spikes_per_step"]),
+            }
+            if relu:  # the ReLU itself becomes the neuron
+                n.op, n.inputs, n.attrs = "IF", [src, tname], attrs
+            else:
+                pre = g.unique_name(o + "_pre")
+                n.outputs = [pre if x == o else x for x in n.outputs]
+                g.values[pre] = Value(pre, v.shape, v.dtype)
+                nodes.append(Node(g.unique_name(f"{n.name}/IF"), "IF", [pre, tname], [o], attrs))
+            spike.add(o)
+    g.nodes = nodes
+    return g

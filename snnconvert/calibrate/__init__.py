@@ -1,0 +1,1 @@
+"""Calibration: streaming activation statistics used to set spiking thresholds."""

@@ -1,0 +1,281 @@
+"""Whole CLI runs on the built-in example: the contract's files and keys, one-line errors with a
+non-zero exit and no partial outputs, and the portable SNN run without snnconvert importable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snnconvert.cli import main
+
+T = 8
+SAMPLES = 96
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from snnconvert import cli as c
+
+    out, err = io.StringIO(), io.StringIO()
+    old = c.out.file, c.err.file
+    c.out.file, c.err.file = out, err
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            main(list(args))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    finally:
+        c.out.file, c.err.file = old
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pipeline")
+    ex = d / "ex"
+    steps = [
+        ("example", str(ex)),
+        (
+            "calibrate",
+            str(ex / "model.onnx"),
+            "--data",
+            str(ex / "calib.npz"),
+            "--out",
+            str(d / "calib.json"),
+        ),
+        (
+            "convert",
+            str(ex / "model.onnx"),
+            "--calibration",
+            str(d / "calib.json"),
+            "--recipe",
+            "mueller2021",
+            "--out",
+            str(d / "snn"),
+        ),
+        (
+            "simulate",
+            str(d / "snn"),
+            "--data",
+            str(ex / "test.npz"),
+            "--timesteps",
+            str(T),
+            "--samples",
+            str(SAMPLES),
+            "--out",
+            str(d / "result.json"),
+        ),
+        (
+            "energy-report",
+            str(d / "snn"),
+            "--out",
+            str(d / "energy.json"),
+            "--csv",
+            str(d / "energy.csv"),
+            "--markdown",
+            str(d / "energy.md"),
+        ),
+    ]
+    for s in steps:
+        code, out, err = cli(*s)
+        assert code == 0, (s[0], err)
+    return d
+
+
+def test_contract_outputs(pipeline):
+    d = pipeline
+    assert {p.name for p in (d / "ex").iterdir()} >= {"model.onnx", "calib.npz", "test.npz"}
+    assert (d / "snn" / "graph.json").is_file() and (d / "snn" / "weights.npz").is_file()
+    r = json.loads((d / "result.json").read_text())
+    assert r["timesteps"] == T and r["samples"] == SAMPLES
+    assert len(r["snn_accuracy"]) == T and len(r["agreement"]) == T and 0 <= r["ann_accuracy"] <= 1
+    for layer in r["layers"]:
+        assert {"name", "spikes", "firing_rate", "cosine", "rel_error"} <= set(layer)
+    spiking = [layer for layer in r["layers"] if layer["domain"] == "spike"]
+    assert spiking and all(layer["spikes"] > 0 for layer in spiking)
+    e = json.loads((d / "energy.json").read_text())
+    for k in ("ann_macs", "snn_acs", "snn_macs", "energy_ann_pj", "energy_snn_pj"):
+        assert abs(sum(layer[k] for layer in e["layers"]) - e["total"][k]) <= 1e-6 * max(1, e["total"][k])
+    assert 0 < e["total"]["spike_driven_fraction"] < 1
+    assert e["constants"]["mac_pj"] == 4.6 and e["constants"]["ac_pj"] == 0.9
+    assert (d / "energy.csv").read_text().startswith("name,op,domain")
+    assert "| name |" in (d / "energy.md").read_text()
+
+
+def test_snn_dir_summary_labels_what_is_analog(pipeline):
+    s = json.loads((pipeline / "snn" / "summary.json").read_text())
+    g = json.loads((pipeline / "snn" / "graph.json").read_text())
+    doms = {v["name"]: v.get("domain") for v in g["values"]}
+    assert set(doms.values()) <= {"spike", "analog"}
+    ops = {n["op"] for n in s["nodes"] if n["spiking"]}
+    assert ops == {"IF"} and s["neurons"] == 2
+    # Mueller 2021: only the ReLUs spike
+    assert all(n["output"] == "analog" for n in s["nodes"] if n["op"] in ("Softmax", "LayerNorm", "MatMul"))
+
+
+def test_portable_snn_runs_without_snnconvert(pipeline, tmp_path):
+    d = pipeline
+    x = np.load(d / "ex" / "test.npz")["x"][:16]
+    np.save(tmp_path / "x.npy", x)
+    code = f"""
+import sys; sys.modules['snnconvert'] = None
+import json, numpy as np, torch
+step = torch.export.load({str(d / "snn" / "portable" / "snn_step.pt2")!r}).module()
+meta = json.load(open({str(d / "snn" / "portable" / "portable.json")!r}))
+x = torch.from_numpy(np.load({str(tmp_path / "x.npy")!r}))
+state = [torch.zeros(len(x), *s['shape']) for s in meta['state']]
+total = 0
+for t in range({T}):
+    y, *state = step(x, torch.tensor(t), *state)
+    total = total + y
+np.save({str(tmp_path / "y.npy")!r}, (total / {T}).numpy())
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    from snnconvert.api import load_snn
+    from snnconvert.sim.simulator import Simulator
+
+    snn, _ = load_snn(d / "snn")
+    sim = Simulator(snn)
+    dec, _ = sim.decode(sim.run_chunk({"x": x}, 0, T, {})[snn.outputs[0]], 0, T, None)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), dec[-1].numpy(), atol=1e-4, rtol=1e-4)
+
+
+# -- errors: one line, non-zero exit, no output left behind -----------------------------------------
+def _one_line_error(code, err):
+    assert code != 0
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_truncated_onnx(pipeline, tmp_path):
+    bad = tmp_path / "trunc.onnx"
+    bad.write_bytes((pipeline / "ex" / "model.onnx").read_bytes()[:3000])
+    code, _, err = cli("inspect", str(bad))
+    assert "trunc.onnx" in _one_line_error(code, err)
+
+
+def test_calibration_of_another_model_is_refused(pipeline, tmp_path):
+    import onnx
+
+    m = onnx.load(str(pipeline / "ex" / "model.onnx"))
+    init = m.graph.initializer[0]
+    arr = onnx.numpy_helper.to_array(init).copy()
+    arr.flat[0] += 1.0
+    init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+    other = tmp_path / "other.onnx"
+    onnx.save(m, str(other))
+    code, _, err = cli(
+        "convert",
+        str(other),
+        "--calibration",
+        str(pipeline / "calib.json"),
+        "--recipe",
+        "mueller2021",
+        "--out",
+        str(tmp_path / "snn"),
+    )
+    assert "another model" in _one_line_error(code, err)
+    assert not (tmp_path / "snn").exists() and not list(tmp_path.glob(".snn*"))
+
+
+@pytest.mark.parametrize("t", ["0", "-1", "10000000"])
+def test_bad_timesteps(pipeline, t, tmp_path):
+    code, _, err = cli(
+        "simulate",
+        str(pipeline / "snn"),
+        "--data",
+        str(pipeline / "ex" / "test.npz"),
+        "--timesteps",
+        t,
+        "--out",
+        str(tmp_path / "r.json"),
+    )
+    assert "timesteps" in _one_line_error(code, err)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_bad_data_files(pipeline, tmp_path):
+    model = str(pipeline / "ex" / "model.onnx")
+    x = np.load(pipeline / "ex" / "calib.npz")["x"]
+    cases = {
+        "nokey.npz": ({"pixels": x}, "missing key 'x'"),
+        "shape.npz": ({"x": x[:, :, :4]}, "key 'x' has shape"),
+        "nan.npz": (
+            {"x": np.where(np.arange(len(x))[:, None, None, None] == 7, np.nan, x)},
+            "NaN (first at sample 7)",
+        ),
+        "empty.npz": ({"x": x[:0]}, "zero samples"),
+        "dtype.npz": ({"x": x.astype(np.complex64)}, "dtype"),
+    }
+    for name, (arrays, msg) in cases.items():
+        np.savez(tmp_path / name, **arrays)
+        code, _, err = cli(
+            "calibrate", model, "--data", str(tmp_path / name), "--out", str(tmp_path / "c.json")
+        )
+        line = _one_line_error(code, err)
+        assert msg in line and name in line, (name, line)
+        assert not (tmp_path / "c.json").exists()
+    code, _, err = cli(
+        "calibrate",
+        model,
+        "--data",
+        str(pipeline / "ex" / "calib.npz"),
+        "--samples",
+        "100000",
+        "--out",
+        str(tmp_path / "c.json"),
+    )
+    assert "larger than" in _one_line_error(code, err)
+
+
+def test_unknown_recipe_and_missing_simulation(pipeline, tmp_path):
+    code, _, err = cli(
+        "convert",
+        str(pipeline / "ex" / "model.onnx"),
+        "--calibration",
+        str(pipeline / "calib.json"),
+        "--recipe",
+        "no_such_recipe",
+        "--out",
+        str(tmp_path / "snn"),
+    )
+    assert "no_such_recipe" in _one_line_error(code, err)
+    fresh = tmp_path / "fresh"
+    code, _, _ = cli(
+        "convert",
+        str(pipeline / "ex" / "model.onnx"),
+        "--calibration",
+        str(pipeline / "calib.json"),
+        "--recipe",
+        "mueller2021",
+        "--out",
+        str(fresh),
+    )
+    assert code == 0
+    code, _, err = cli("energy-report", str(fresh))
+    assert "snnconvert simulate" in _one_line_error(code, err)
+
+
+def test_cli_process_prints_no_traceback(tmp_path):
+    bad = tmp_path / "x.onnx"
+    bad.write_text("this is not onnx")
+    r = subprocess.run(
+        [sys.executable, "-m", "snnconvert", "inspect", str(bad)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "x.onnx" in r.stderr
+    assert Path(bad).exists()
