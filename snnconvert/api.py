@@ -125,11 +125,18 @@ def run_conversion(
         (tmp / "ann").mkdir()
         save_graph(ann, tmp / "ann")
         write_json(tmp / "recipe.json", r.to_json())
-        write_json(tmp / "summary.json", summary)
+        summary["portable"] = None
         if portable:
             from snnconvert.sim.portable import export_portable
 
-            export_portable(g, tmp)
+            try:
+                export_portable(g, tmp)
+                summary["portable"] = "portable/snn_step.pt2"
+            except Exception as e:  # the SNN itself is fine; say plainly what is missing
+                summary["notes"].append(
+                    f"portable artefact not written: torch.export failed ({str(e).splitlines()[0][:160]})"
+                )
+        write_json(tmp / "summary.json", summary)
     return summary
 
 

@@ -164,11 +164,18 @@ def _fuse_gelu(g: Graph) -> None:
         m1 = _single_consumer(g, add.outputs[0])
         if m1 is None or m1.op != "Mul":
             continue
-        other = next(i for i in m1.inputs if i != add.outputs[0])
+        other = next((i for i in m1.inputs if i != add.outputs[0]), None)
+        if other is None:
+            continue
         chain = [pre, erf, add, m1]
         if other == x:  # (x * (1+erf)) * 0.5
             m2 = _single_consumer(g, m1.outputs[0])
             if m2 is None or m2.op != "Mul" or not any(_is_scalar(g, i, 0.5) for i in m2.inputs):
+                continue
+            chain.append(m2)
+        elif _is_scalar(g, other, 0.5):  # x * (0.5 * (1+erf)), as the dynamo exporter writes it
+            m2 = _single_consumer(g, m1.outputs[0])
+            if m2 is None or m2.op != "Mul" or x not in m2.inputs:
                 continue
             chain.append(m2)
         else:  # (x * 0.5) * (1+erf)

@@ -37,6 +37,18 @@ _ONNX_DTYPES = {
 }
 
 
+@dataclass(frozen=True)
+class Merged:
+    """A batched IR value `src` seen through an export's batch-major reshape: the ONNX value is `src`
+    reshaped to [batch * rows, *rest]. Exports make such views for advanced indexing (x[arange(B), j]
+    becomes Flatten + Gather) and for batched transposes; the handlers that read them map each back
+    to a per-sample op, so the IR keeps the batch as axis 0."""
+
+    src: str
+    rows: int
+    rest: tuple[int, ...]
+
+
 @dataclass
 class Ctx:
     """State of one import: the IR under construction and the folded constants."""
@@ -49,6 +61,7 @@ class Ctx:
     consts3: dict[str, np.ndarray] = field(default_factory=dict)  # batch-dependent values at batch 3
     rename: dict[str, str] = field(default_factory=dict)
     used_consts: set[str] = field(default_factory=set)
+    merged: dict[str, Merged] = field(default_factory=dict)  # values whose batch axis is merged away
 
     def name(self, v: str) -> str:
         return self.rename.get(v, v)
@@ -58,6 +71,11 @@ class Ctx:
 
     def input(self, v: str) -> str:
         """The IR value name for an ONNX input, materialising a folded constant as an initializer."""
+        if v in self.merged:
+            raise UnsupportedModelError(
+                f"value '{v}' merges the batch axis with other axes; only a Reshape that splits the batch out "
+                "again, a Transpose of the other axes or a per-sample Gather may read it"
+            )
         if v in self.consts:
             if v in self.batch_dep:
                 return self._batch_broadcast(v)
@@ -122,7 +140,7 @@ def _as_initializer(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype == np.float64:
         a = a.astype(np.float32)
-    return np.ascontiguousarray(a)
+    return np.array(a, order="C")  # not ascontiguousarray: it turns a 0-d scalar into shape [1]
 
 
 # -- handler registry ----------------------------------------------------------------------------------
@@ -147,15 +165,19 @@ def supported_ops() -> list[str]:
 def read_model(path: str | Path) -> onnx.ModelProto:
     """Parse and check an ONNX file; every failure is one line naming the file."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not an ONNX file")
     if not p.is_file():
         raise InputError(f"{p}: no such file")
     if p.stat().st_size == 0:
         raise InputError(f"{p}: empty file")
     try:
-        model = onnx.load_model(str(p), load_external_data=True)
-    except Exception as e:  # protobuf DecodeError, missing external data file, ...
+        model = onnx.load_model(str(p), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError, ...
         detail = str(e).splitlines()[0] if str(e) else "truncated or corrupt"
         raise InputError(f"{p}: not a valid ONNX model ({type(e).__name__}: {detail[:200]})") from None
+    _check_names(model, p)
+    _load_external_data(model, p)
     if not model.HasField("graph") or not model.graph.node:
         raise InputError(f"{p}: ONNX model has no graph nodes")
     opset = opset_of(model, p)
@@ -165,10 +187,61 @@ def read_model(path: str | Path) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(model)
     except Exception as e:
-        raise InputError(f"{p}: ONNX checker rejected the model: {str(e).splitlines()[0]}") from None
+        detail = " ".join(str(e).split())  # the checker's messages span lines (node name on the 2nd)
+        raise InputError(f"{p}: ONNX checker rejected the model: {detail[:300]}") from None
     if not model.graph.output:
         raise InputError(f"{p}: the model declares no outputs")
     return model
+
+
+def _check_names(model: onnx.ModelProto, p: Path) -> None:
+    """Protobuf hands back invalid UTF-8 strings as bytes (a corrupt file): refuse them by field."""
+    g = model.graph
+    for kind, items in (("input", g.input), ("output", g.output), ("initializer", g.initializer)):
+        for i, v in enumerate(items):
+            if not isinstance(v.name, str):
+                raise InputError(f"{p}: graph {kind} #{i}: name is not valid UTF-8 ({v.name[:40]!r})")
+    for i, n in enumerate(g.node):
+        for f in ("name", "op_type", "domain"):
+            if not isinstance(getattr(n, f), str):
+                raise InputError(f"{p}: node #{i}: field '{f}' is not valid UTF-8 ({getattr(n, f)[:40]!r})")
+        for f in ("input", "output"):
+            for j, v in enumerate(getattr(n, f)):
+                if not isinstance(v, str):
+                    raise InputError(f"{p}: node #{i} ({n.name}): {f}[{j}] is not valid UTF-8 ({v[:40]!r})")
+        for a in n.attribute:
+            if not isinstance(a.name, str):
+                raise InputError(f"{p}: node #{i} ({n.name}): an attribute name is not valid UTF-8")
+
+
+def _load_external_data(model: onnx.ModelProto, p: Path) -> None:
+    """Read tensors stored beside the model file, naming the data file that is missing or short."""
+    from onnx import external_data_helper as ext
+
+    tensors = [t for t in ext._get_all_tensors(model) if ext.uses_external_data(t)]
+    for t in tensors:
+        info = ext.ExternalDataInfo(t)
+        loc = Path(info.location)
+        if loc.is_absolute() or ".." in loc.parts:
+            raise InputError(f"{p}: tensor '{t.name}' points outside the model's directory ('{loc}')")
+        if not (p.parent / loc).is_file():
+            raise InputError(f"{p}: external data file '{loc}' (tensor '{t.name}') is missing")
+    if not tensors:
+        return
+    try:
+        ext.load_external_data_for_model(model, str(p.parent))
+    except Exception as e:
+        detail = " ".join(str(e).split()) or type(e).__name__
+        raise InputError(f"{p}: cannot read external data ({type(e).__name__}: {detail[:200]})") from None
+    for t in tensors:
+        if t.data_type == onnx.TensorProto.STRING:
+            continue
+        item = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+        want = int(np.prod(t.dims, dtype=np.int64)) * item
+        if len(t.raw_data) != want:
+            raise InputError(
+                f"{p}: external data for tensor '{t.name}' has {len(t.raw_data)} bytes, expected {want}"
+            )
 
 
 def opset_of(model: onnx.ModelProto, path: Path | str = "model") -> int:
@@ -178,13 +251,19 @@ def opset_of(model: onnx.ModelProto, path: Path | str = "model") -> int:
     raise InputError(f"{path}: no default-domain opset import")
 
 
-def unsupported_nodes(model: onnx.ModelProto) -> list[tuple[str, str]]:
+def unsupported_nodes(
+    model: onnx.ModelProto, folded: set[str] | frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    """(name, op type) of every node the import cannot handle. Default-domain nodes whose outputs are
+    all in `folded` (shape arithmetic, evaluated by onnxruntime at import) need no handler."""
     known = set(supported_ops())
-    return [
-        (n.name or f"#{i}", (n.domain + "." if n.domain not in ("", "ai.onnx") else "") + n.op_type)
-        for i, n in enumerate(model.graph.node)
-        if n.op_type not in known or n.domain not in ("", "ai.onnx")
-    ]
+    bad = []
+    for i, n in enumerate(model.graph.node):
+        default = n.domain in ("", "ai.onnx")
+        if default and (n.op_type in known or all(o in folded for o in n.output if o)):
+            continue
+        bad.append((n.name or f"#{i}", ("" if default else n.domain + ".") + n.op_type))
+    return bad
 
 
 def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None) -> Graph:
@@ -196,12 +275,13 @@ def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None
 def import_model(
     model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None, source: str = "model"
 ) -> Graph:
-    bad = unsupported_nodes(model)
+    init_names = {i.name for i in model.graph.initializer}
+    _, static = _classify(model, {i.name for i in model.graph.input if i.name not in init_names})
+    bad = unsupported_nodes(model, static)
     if bad:
         listed = ", ".join(f"{n} ({t})" for n, t in bad)
         raise UnsupportedModelError(f"{source}: {len(bad)} unsupported node(s): {listed}")
     opset = opset_of(model, source)
-    init_names = {i.name for i in model.graph.initializer}
     g = Graph(nodes=[], values={}, inputs=[], outputs=[], meta={"source": Path(source).name, "opset": opset})
     feeds_shapes: dict[str, tuple[int, ...]] = {}
     for inp in model.graph.input:
@@ -224,6 +304,11 @@ def import_model(
         if node.op_type in ALIASES:
             ctx.rename[node.output[0]] = ctx.input(node.input[0])
             continue
+        if not node.name:  # name it as the IR will, so that errors can say which node
+            named = onnx.NodeProto()
+            named.CopyFrom(node)
+            named.name = f"{node.op_type}_{node.output[0]}"
+            node = named
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         try:
             HANDLERS[node.op_type](ctx, node, attrs)
@@ -232,6 +317,10 @@ def import_model(
             raise type(e)(msg if msg.startswith(source) else f"{source}: {msg}") from None
     for out in model.graph.output:
         name = ctx.name(out.name)
+        if name in ctx.merged:
+            raise UnsupportedModelError(
+                f"{source}: output '{out.name}' merges the batch axis with other axes"
+            )
         if name in consts:
             raise UnsupportedModelError(f"{source}: output '{out.name}' does not depend on the inputs")
         g.outputs.append(name)
@@ -283,25 +372,26 @@ def _input_shape(
     return tuple(shape), dtype
 
 
+def _classify(model: onnx.ModelProto, data_inputs: set[str]) -> tuple[set[str], set[str]]:
+    """(values that depend on input data, values computed by nodes that do not)."""
+    dynamic = set(data_inputs)
+    static: set[str] = set()
+    for node in model.graph.node:
+        is_dyn = node.op_type not in SHAPE_ONLY and any(i in dynamic for i in node.input if i)
+        for o in node.output:
+            if o:
+                (dynamic if is_dyn else static).add(o)
+    return dynamic, static
+
+
 def _fold_static(
     model: onnx.ModelProto, g: Graph, source: str
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], set[str], dict[str, np.ndarray]]:
     """Evaluate every value that does not depend on input data (and that data-dependent nodes read)
     at batch sizes 2 and 3. Returns (values, batch-dependence masks, names of all static values)."""
     consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    dynamic = set(g.inputs)
+    dynamic, static_from_nodes = _classify(model, set(g.inputs))
     static_needed: list[str] = []
-    static_from_nodes: set[str] = set()
-    for node in model.graph.node:
-        ins = [i for i in node.input if i]
-        is_dyn = node.op_type not in SHAPE_ONLY and any(i in dynamic for i in ins)
-        for o in node.output:
-            if not o:
-                continue
-            if is_dyn:
-                dynamic.add(o)
-            else:
-                static_from_nodes.add(o)
     for node in model.graph.node:
         if node.op_type in SHAPE_ONLY or not any(o in dynamic for o in node.output):
             continue
@@ -347,15 +437,26 @@ def _ort_values(
         feeds[name] = np.zeros(shape, dtype=np.dtype(v.dtype))
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # errors come back as exceptions; 3 would also print them on stderr
     try:
         sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         outs = sess.run(names, feeds)
     except Exception as e:
         raise InputError(
-            f"{source}: evaluating the model's shape arithmetic failed: {str(e).splitlines()[0][:200]}"
+            f"{source}: evaluating the model's shape arithmetic failed: {_ort_message(e)}"
         ) from None
     return dict(zip(names, outs, strict=True))
+
+
+def _ort_message(e: Exception) -> str:
+    """onnxruntime's error without its status prefix and C++ source locations, on one line."""
+    import re
+
+    msg = " ".join(str(e).split())
+    msg = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", msg)
+    msg = re.sub(r"/onnxruntime_src/\S+:\d+ (onnxruntime::[\w:]+\([^)]*\) )?", "", msg)
+    msg = msg.replace("Non-zero status code returned while running ", "")
+    return msg[:300] or type(e).__name__
 
 
 from snnconvert.frontends import onnx_ops  # noqa: E402,F401  (registers the handlers)

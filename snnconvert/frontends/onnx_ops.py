@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 
 from snnconvert.errors import UnsupportedModelError
-from snnconvert.frontends.onnx import _ONNX_DTYPES, Ctx, handles
+from snnconvert.frontends.onnx import _ONNX_DTYPES, Ctx, Merged, handles
 
 Attrs = dict[str, Any]
 
@@ -62,7 +62,11 @@ def _gemm(ctx: Ctx, node, a: Attrs) -> None:
         c = ctx.const(node.input[2])
         if c is None:
             raise UnsupportedModelError(f"node '{node.name}' (Gemm): C must be constant")
-        c = np.broadcast_to(c * beta, (w.shape[1],)) if c.size in (1, w.shape[1]) and c.ndim <= 1 else c * beta
+        c = (
+            np.broadcast_to(c * beta, (w.shape[1],))
+            if c.size in (1, w.shape[1]) and c.ndim <= 1
+            else c * beta
+        )
         bname = ctx.g.unique_name(node.input[2] + "_b")
         ctx.g.initializers[bname] = np.ascontiguousarray(c.astype(np.float32))
         inputs.append(bname)
@@ -76,7 +80,9 @@ def _conv(ctx: Ctx, node, a: Attrs) -> None:
     if nd not in (1, 2):
         raise UnsupportedModelError(f"node '{node.name}' (Conv): only 1-D and 2-D convolutions are supported")
     if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise UnsupportedModelError(f"node '{node.name}' (Conv): auto_pad is not supported, export explicit pads")
+        raise UnsupportedModelError(
+            f"node '{node.name}' (Conv): auto_pad is not supported, export explicit pads"
+        )
     attrs = {
         "strides": _ints(a.get("strides", [1] * nd)),
         "pads": _ints(a.get("pads", [0] * (2 * nd))),
@@ -117,6 +123,21 @@ def _where(ctx: Ctx, node, a: Attrs) -> None:
     ctx.emit(node, "Where", [ctx.input(i) for i in node.input[:3]])
 
 
+@handles("And")
+def _and(ctx: Ctx, node, a: Attrs) -> None:  # the product of booleans is their conjunction
+    ctx.emit(node, "Mul", [ctx.input(i) for i in node.input[:2]])
+
+
+@handles("IsNaN")
+def _isnan(ctx: Ctx, node, a: Attrs) -> None:  # NaN is the one value not equal to itself
+    x = ctx.input(node.input[0])
+    same = ctx.g.unique_name(node.output[0] + "/self_equal")
+    ctx.emit(node, "Equal", [x, x], outputs=[same], suffix="/self_equal")
+    false = ctx.g.unique_name(node.output[0] + "/false")
+    ctx.g.initializers[false] = np.array(False)
+    ctx.emit(node, "Equal", [same, false])
+
+
 @handles("Sqrt", "Erf", "Tanh", "Sigmoid", "Relu", "Exp", "Neg")
 def _unary(ctx: Ctx, node, a: Attrs) -> None:
     ctx.emit(node, node.op_type, [ctx.input(node.input[0])])
@@ -136,8 +157,12 @@ def _clip(ctx: Ctx, node, a: Attrs) -> None:
         lo = float(_need_const(ctx, node, 1, "min"))
     if len(node.input) > 2 and node.input[2]:
         hi = float(_need_const(ctx, node, 2, "max"))
-    ctx.emit(node, "Clip", [ctx.input(node.input[0])],
-             {"min": None if lo is None else float(lo), "max": None if hi is None else float(hi)})
+    ctx.emit(
+        node,
+        "Clip",
+        [ctx.input(node.input[0])],
+        {"min": None if lo is None else float(lo), "max": None if hi is None else float(hi)},
+    )
 
 
 @handles("Softmax")
@@ -145,7 +170,9 @@ def _softmax(ctx: Ctx, node, a: Attrs) -> None:
     rank = _rank(ctx, node.input[0])
     axis = int(a.get("axis", -1 if ctx.opset >= 13 else 1)) % rank
     if ctx.opset < 13 and axis != rank - 1:
-        raise UnsupportedModelError(f"node '{node.name}' (Softmax): opset<13 softmax over axes {axis}.. is not supported")
+        raise UnsupportedModelError(
+            f"node '{node.name}' (Softmax): opset<13 softmax over axes {axis}.. is not supported"
+        )
     ctx.emit(node, "Softmax", [ctx.input(node.input[0])], {"axis": axis - rank})
 
 
@@ -162,10 +189,14 @@ def _layernorm(ctx: Ctx, node, a: Attrs) -> None:
 @handles("BatchNormalization")
 def _batchnorm(ctx: Ctx, node, a: Attrs) -> None:
     if a.get("training_mode", 0):
-        raise UnsupportedModelError(f"node '{node.name}' (BatchNormalization): training_mode=1 is not supported")
+        raise UnsupportedModelError(
+            f"node '{node.name}' (BatchNormalization): training_mode=1 is not supported"
+        )
     for i in range(1, 5):
         _need_const(ctx, node, i, ["", "scale", "B", "mean", "var"][i])
-    ctx.emit(node, "BatchNorm", [ctx.input(i) for i in node.input[:5]], {"epsilon": float(a.get("epsilon", 1e-5))})
+    ctx.emit(
+        node, "BatchNorm", [ctx.input(i) for i in node.input[:5]], {"epsilon": float(a.get("epsilon", 1e-5))}
+    )
 
 
 # -- pooling -------------------------------------------------------------------------------------------
@@ -173,7 +204,9 @@ def _pool_attrs(node, a: Attrs) -> dict[str, Any]:
     k = _ints(a["kernel_shape"])
     nd = len(k)
     if nd not in (1, 2):
-        raise UnsupportedModelError(f"node '{node.name}' ({node.op_type}): only 1-D and 2-D pooling is supported")
+        raise UnsupportedModelError(
+            f"node '{node.name}' ({node.op_type}): only 1-D and 2-D pooling is supported"
+        )
     if any(d != 1 for d in a.get("dilations", [1] * nd)):
         raise UnsupportedModelError(f"node '{node.name}' ({node.op_type}): dilated pooling is not supported")
     if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
@@ -219,8 +252,12 @@ def _reducemean(ctx: Ctx, node, a: Attrs) -> None:
         axes = list(range(rank))
     axes = sorted(ax % rank for ax in axes)
     if 0 in axes:
-        raise UnsupportedModelError(f"node '{node.name}' (ReduceMean): reducing over the batch axis is not supported")
-    ctx.emit(node, "ReduceMean", [ctx.input(node.input[0])], {"axes": axes, "keepdims": int(a.get("keepdims", 1))})
+        raise UnsupportedModelError(
+            f"node '{node.name}' (ReduceMean): reducing over the batch axis is not supported"
+        )
+    ctx.emit(
+        node, "ReduceMean", [ctx.input(node.input[0])], {"axes": axes, "keepdims": int(a.get("keepdims", 1))}
+    )
 
 
 # -- data movement -------------------------------------------------------------------------------------
@@ -229,37 +266,51 @@ def _reshape(ctx: Ctx, node, a: Attrs) -> None:
     shape = _ints(_need_const(ctx, node, 1, "shape"))
     mask = ctx.batch_dep.get(node.input[1])
     if a.get("allowzero", 0) and 0 in shape:
-        raise UnsupportedModelError(f"node '{node.name}' (Reshape): allowzero with a 0 in the shape is not supported")
-    if mask is not None:
-        if mask.ndim != 1 or not mask[0] or mask[1:].any():
-            raise UnsupportedModelError(
-                f"node '{node.name}' (Reshape): its target shape depends on the batch size in an axis other than 0"
-            )
-        if -1 in shape[1:]:
-            rest = _resolve_minus_one(ctx, node, shape)
-            shape = [-1] + rest
-        else:
-            shape = [-1] + shape[1:]
-    elif shape and shape[0] not in (0, -1):
+        raise UnsupportedModelError(
+            f"node '{node.name}' (Reshape): allowzero with a 0 in the shape is not supported"
+        )
+    if mask is not None and (mask.ndim != 1 or not mask[0] or mask[1:].any()):
+        raise UnsupportedModelError(
+            f"node '{node.name}' (Reshape): its target shape depends on the batch size in an axis other than 0"
+        )
+    data = node.input[0]
+    view = ctx.merged.get(data)
+    if view is not None:
+        src, per_row = view.src, [view.rows, *view.rest]
+    else:
+        src = ctx.input(data)
+        per_row = [1, *ctx.g.values[src].shape[1:]]
+    if mask is None and shape and shape[0] > 0 and view is None:
         # a target shape folded at a fixed batch: keep the batch axis free when the data is batched
-        data = ctx.name(node.input[0])
-        if data in ctx.g.values and ctx.g.values[data].shape[:1] == (-1,):
-            rest = shape[1:]
-            if -1 in rest:
-                rest = _resolve_minus_one(ctx, node, shape)
-            shape = [-1] + rest
-    elif shape and shape[0] == 0:
-        shape = [-1] + shape[1:]
-    ctx.emit(node, "Reshape", [ctx.input(node.input[0])], {"shape": shape})
+        shape = [-1, *shape[1:]] if -1 not in shape[1:] else [0, *shape[1:]]
+    # the target at batch 2 and 3, with ONNX's 0 (copy) and -1 (infer) resolved
+    t2 = _reshape_target(shape, [2 * per_row[0], *per_row[1:]])
+    shape3 = _ints(ctx.consts3[node.input[1]]) if mask is not None else shape
+    t3 = _reshape_target(shape3, [3 * per_row[0], *per_row[1:]])
+    if t2 is None or t3 is None or t2[1:] != t3[1:] or t2[0] % 2 or t3[0] != t2[0] // 2 * 3:
+        raise UnsupportedModelError(
+            f"node '{node.name}' (Reshape): target shape {shape} does not keep the batch axis first "
+            f"(data {[-1, *per_row[1:]] if view is None else 'merged with the batch axis'})"
+        )
+    rows = t2[0] // 2
+    if rows == 1:
+        ctx.emit(node, "Reshape", [src], {"shape": [-1, *t2[1:]]})
+    else:  # batch-major merge of the batch with the next axes: resolved by the node that reads it
+        ctx.merged[node.output[0]] = Merged(src, rows, tuple(t2[1:]))
 
 
-def _resolve_minus_one(ctx: Ctx, node, shape: list[int]) -> list[int]:
-    """Per-sample target dims with the inner -1 resolved (the batch axis will take the -1)."""
-    data = ctx.g.values[ctx.name(node.input[0])]
-    per_sample = int(np.prod(data.shape[1:]))
-    rest = [data.shape[i] if d == 0 else d for i, d in enumerate(shape) if i > 0]
-    known = int(np.prod([d for d in rest if d != -1]))
-    return [per_sample // known if d == -1 else d for d in rest]
+def _reshape_target(shape: list[int], in_shape: list[int]) -> list[int] | None:
+    """An ONNX Reshape target for a concrete input shape (0 copies, -1 infers); None if invalid."""
+    if any(d == 0 and i >= len(in_shape) for i, d in enumerate(shape)) or shape.count(-1) > 1:
+        return None
+    out = [in_shape[i] if d == 0 else int(d) for i, d in enumerate(shape)]
+    total = int(np.prod(in_shape))
+    if -1 in out:
+        known = int(np.prod([d for d in out if d != -1]))
+        if known <= 0 or total % known:
+            return None
+        out[out.index(-1)] = total // known
+    return out if int(np.prod(out)) == total else None
 
 
 @handles("Expand")
@@ -268,13 +319,29 @@ def _expand(ctx: Ctx, node, a: Attrs) -> None:
     mask = ctx.batch_dep.get(node.input[1])
     if mask is not None:
         if mask.ndim != 1 or not mask[0] or mask[1:].any():
-            raise UnsupportedModelError(f"node '{node.name}' (Expand): shape depends on the batch size off axis 0")
+            raise UnsupportedModelError(
+                f"node '{node.name}' (Expand): shape depends on the batch size off axis 0"
+            )
         shape = [-1] + shape[1:]
     ctx.emit(node, "Expand", [ctx.input(node.input[0])], {"shape": shape})
 
 
 @handles("Transpose")
 def _transpose(ctx: Ctx, node, a: Attrs) -> None:
+    view = ctx.merged.get(node.input[0])
+    if view is not None:
+        perm = _ints(a.get("perm", list(range(1 + len(view.rest)))[::-1]))
+        if perm[0] != 0:
+            raise UnsupportedModelError(
+                f"node '{node.name}' (Transpose): moves an axis merged with the batch"
+            )
+        # [batch * rows, *rest] permuted after axis 0 == [batch, rows, *rest] permuted after axis 1
+        rows = ctx.g.unique_name(node.output[0] + "/rows")
+        ctx.emit(node, "Reshape", [view.src], {"shape": [-1, view.rows, *view.rest]}, [rows], "/rows")
+        out = ctx.g.unique_name(node.output[0] + "/per_sample")
+        ctx.emit(node, "Transpose", [rows], {"perm": [0, 1] + [p + 1 for p in perm[1:]]}, [out])
+        ctx.merged[node.output[0]] = Merged(out, view.rows, tuple(view.rest[p - 1] for p in perm[1:]))
+        return
     rank = _rank(ctx, node.input[0])
     perm = _ints(a.get("perm", list(range(rank))[::-1]))
     ctx.emit(node, "Transpose", [ctx.input(node.input[0])], {"perm": perm})
@@ -282,7 +349,19 @@ def _transpose(ctx: Ctx, node, a: Attrs) -> None:
 
 @handles("Flatten")
 def _flatten(ctx: Ctx, node, a: Attrs) -> None:
-    ctx.emit(node, "Flatten", [ctx.input(node.input[0])], {"axis": int(a.get("axis", 1))})
+    src = ctx.input(node.input[0])
+    shape = ctx.g.values[src].shape
+    axis = int(a.get("axis", 1))
+    axis = axis + len(shape) if axis < 0 else axis  # ONNX allows [-rank, rank]
+    rows = int(np.prod(shape[1:axis]))
+    if axis >= 2 and rows > 1:  # [batch * rows, rest]: advanced indexing, read by a per-sample Gather
+        ctx.merged[node.output[0]] = Merged(src, rows, (int(np.prod(shape[axis:])),))
+        return
+    if axis == 0:
+        raise UnsupportedModelError(
+            f"node '{node.name}' (Flatten): axis=0 merges the batch axis into the features"
+        )
+    ctx.emit(node, "Flatten", [src], {"axis": axis})
 
 
 @handles("Concat")
@@ -304,7 +383,9 @@ def _split(ctx: Ctx, node, a: Attrs) -> None:
         n = int(a.get("num_outputs", len(node.output)))
         chunk = -(-size // n)
         split = [chunk] * (n - 1) + [size - chunk * (n - 1)]
-    ctx.emit(node, "Split", [ctx.input(node.input[0])], {"axis": axis, "split": split}, outputs=list(node.output))
+    ctx.emit(
+        node, "Split", [ctx.input(node.input[0])], {"axis": axis, "split": split}, outputs=list(node.output)
+    )
 
 
 @handles("Slice")
@@ -317,27 +398,121 @@ def _slice(ctx: Ctx, node, a: Attrs) -> None:
     else:
         starts = _ints(_need_const(ctx, node, 1, "starts"))
         ends = _ints(_need_const(ctx, node, 2, "ends"))
-        axes = _ints(_need_const(ctx, node, 3, "axes")) if len(node.input) > 3 and node.input[3] else list(range(len(starts)))
-        steps = _ints(_need_const(ctx, node, 4, "steps")) if len(node.input) > 4 and node.input[4] else [1] * len(starts)
+        axes = (
+            _ints(_need_const(ctx, node, 3, "axes"))
+            if len(node.input) > 3 and node.input[3]
+            else list(range(len(starts)))
+        )
+        steps = (
+            _ints(_need_const(ctx, node, 4, "steps"))
+            if len(node.input) > 4 and node.input[4]
+            else [1] * len(starts)
+        )
     big = 2**62
     ends = [max(min(e, big), -big) for e in ends]
     starts = [max(min(s, big), -big) for s in starts]
     axes = [ax % rank for ax in axes]
     if 0 in axes:
-        raise UnsupportedModelError(f"node '{node.name}' (Slice): slicing the batch axis is not supported")
-    ctx.emit(node, "Slice", [ctx.input(node.input[0])], {"starts": starts, "ends": ends, "axes": axes, "steps": steps})
+        k = axes.index(0)
+        if starts[k] not in (0, -big) or ends[k] < 2**31 - 1 or steps[k] != 1:
+            raise UnsupportedModelError(
+                f"node '{node.name}' (Slice): slicing the batch axis is not supported"
+            )
+        # the whole batch axis (x[:] spelled out by an exporter): nothing to slice there
+        starts, ends, axes, steps = (
+            [v for i, v in enumerate(t) if i != k] for t in (starts, ends, axes, steps)
+        )
+    ctx.emit(
+        node,
+        "Slice",
+        [ctx.input(node.input[0])],
+        {"starts": starts, "ends": ends, "axes": axes, "steps": steps},
+    )
 
 
 @handles("Gather")
 def _gather(ctx: Ctx, node, a: Attrs) -> None:
     axis = int(a.get("axis", 0))
     data, idx = node.input[0], node.input[1]
+    if data in ctx.merged:
+        _gather_per_sample(ctx, node, axis)
+        return
     if ctx.const(data) is None and axis % _rank(ctx, data) == 0:
-        raise UnsupportedModelError(f"node '{node.name}' (Gather): gathering along the batch axis is not supported")
+        raise UnsupportedModelError(
+            f"node '{node.name}' (Gather): gathering along the batch axis is not supported"
+        )
     if ctx.const(idx) is not None:
         name = ctx.input(idx)
         ctx.g.initializers[name] = ctx.g.initializers[name].astype(np.int64)
     ctx.emit(node, "Gather", [ctx.input(data), ctx.input(idx)], {"axis": axis})
+
+
+def _gather_per_sample(ctx: Ctx, node, axis: int) -> None:
+    """Gather(x viewed as [batch * rows, *rest], b * rows + j) == Gather(x as [batch, rows, *rest], j, axis=1):
+    how exports spell x[arange(batch)[:, None], j]. j must not depend on the sample."""
+    view = ctx.merged[node.input[0]]
+    i2, i3 = ctx.const(node.input[1]), ctx.consts3.get(node.input[1])
+    offs = []
+    for b, ib in ((2, i2), (3, i3)):
+        if axis % (1 + len(view.rest)) != 0 or ib is None or ib.ndim == 0 or ib.shape[0] != b:
+            offs = []
+            break
+        ib = np.where(ib < 0, ib + b * view.rows, ib).astype(np.int64)
+        offs.append(ib - view.rows * np.arange(b).reshape((b,) + (1,) * (ib.ndim - 1)))
+    if not offs or offs[0].shape[1:] != offs[1].shape[1:] or not all((o == offs[0][:1]).all() for o in offs):
+        raise UnsupportedModelError(
+            f"node '{node.name}' (Gather): reads across samples of a value merged with the batch axis"
+        )
+    j = offs[0][0]
+    if (j < 0).any() or (j >= view.rows).any():
+        raise UnsupportedModelError(f"node '{node.name}' (Gather): index out of range of its sample")
+    rows = ctx.g.unique_name(node.output[0] + "/rows")
+    ctx.emit(node, "Reshape", [view.src], {"shape": [-1, view.rows, *view.rest]}, [rows], "/rows")
+    jname = ctx.g.unique_name(node.input[1] + "_per_sample")
+    ctx.g.initializers[jname] = np.array(j, dtype=np.int64, order="C")
+    ctx.emit(node, "Gather", [rows, jname], {"axis": 1})
+
+
+@handles("GatherND")
+def _gather_nd(ctx: Ctx, node, a: Attrs) -> None:
+    """GatherND(x, idx) with idx[b, ..., 0] == b (x[arange(batch)[:, None], j] from the dynamo exporter)
+    as a per-sample Gather over x's next axes flattened; anything reading across samples is refused."""
+    src = ctx.input(node.input[0])
+    shape = ctx.g.values[src].shape if src in ctx.g.values else None
+    i2, i3 = ctx.const(node.input[1]), ctx.consts3.get(node.input[1])
+    coords = []
+    if shape is not None and int(a.get("batch_dims", 0)) == 0 and i2 is not None and i3 is not None:
+        for b, ib in ((2, i2), (3, i3)):
+            if ib.ndim < 2 or ib.shape[0] != b or not 1 <= ib.shape[-1] <= len(shape):
+                break
+            batch = np.broadcast_to(np.arange(b).reshape((b,) + (1,) * (ib.ndim - 2)), ib.shape[:-1])
+            if not (ib[..., 0] == batch).all():
+                break
+            coords.append(ib[..., 1:])
+    if (
+        len(coords) != 2
+        or coords[0].shape[1:] != coords[1].shape[1:]
+        or not all((c == coords[0][:1]).all() for c in coords)
+    ):
+        raise UnsupportedModelError(
+            f"node '{node.name}' (GatherND): only indices [b, ..., j] that stay inside each sample are supported"
+        )
+    k = i2.shape[-1]
+    inner = [int(d) for d in shape[1:k]]
+    c = coords[0][0].astype(np.int64)
+    c = np.where(c < 0, c + np.array(inner, dtype=np.int64), c)
+    if ((c < 0) | (c >= np.array(inner, dtype=np.int64))).any():
+        raise UnsupportedModelError(f"node '{node.name}' (GatherND): index out of range of its sample")
+    j = (
+        np.ravel_multi_index(tuple(np.moveaxis(c, -1, 0)), inner)
+        if inner
+        else np.zeros(c.shape[:-1], np.int64)
+    )
+    rows = ctx.g.unique_name(node.output[0] + "/rows")
+    ctx.emit(node, "Reshape", [src], {"shape": [-1, int(np.prod(inner)), *shape[k:]]}, [rows], "/rows")
+    jname = ctx.g.unique_name(node.input[1] + "_per_sample")
+    ctx.g.initializers[jname] = np.array(j, dtype=np.int64, order="C")
+    ctx.emit(node, "Gather", [rows, jname], {"axis": 1})
 
 
 def _axes_arg(ctx: Ctx, node, a: Attrs) -> list[int]:

@@ -142,7 +142,7 @@ register(OpDef("Relu", lambda a, x: torch.relu(x), cost=_elementwise("cmp")))
 register(
     OpDef(
         "Clip",
-        lambda a, x: torch.clamp(x, a["min"], a["max"]),
+        lambda a, x: x if a["min"] is None and a["max"] is None else torch.clamp(x, a["min"], a["max"]),
         attrs={"min": Attr((int, float, type(None)), None), "max": Attr((int, float, type(None)), None)},
         cost=_elementwise("cmp", 2),
     )

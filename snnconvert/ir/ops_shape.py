@@ -80,7 +80,12 @@ def _squeeze(a, x):
 
 def _flatten(a, x):
     axis = a["axis"] % x.dim() if x.dim() else 0
-    return x.reshape(x.shape[:axis].numel(), -1) if axis > 0 else x.reshape(1, -1)
+    if axis == 0:
+        return x.reshape(1, -1)
+    inner = 1
+    for d in x.shape[axis:]:  # static per-sample dims; the batch stays symbolic under torch.export
+        inner *= int(d)
+    return x.reshape(-1, inner)
 
 
 register(OpDef("Reshape", _reshape, attrs={"shape": Attr(INTS, required=True)}, affine_in=_data_only))

@@ -62,7 +62,10 @@ def maxpool_to_avgpool(g: Graph, params: dict[str, Any], ctx: PassContext) -> Gr
         if n.op == "MaxPool":
             n.op = "AvgPool"
             n.attrs = {**n.attrs, "count_include_pad": 1}
-            ctx.notes.append(f"maxpool_to_avgpool: '{n.name}' now averages (the ANN it approximates changed)")
+            ctx.notes.append(
+                f"maxpool_to_avgpool: '{n.name}' now averages, so the SNN approximates a different ANN; if the "
+                "model was trained with MaxPool, drop this pass (MaxPool then runs analog on running means)"
+            )
     return g
 
 
