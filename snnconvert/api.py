@@ -127,15 +127,13 @@ def run_conversion(
         write_json(tmp / "recipe.json", r.to_json())
         summary["portable"] = None
         if portable:
-            from snnconvert.sim.portable import export_portable
+            from snnconvert.sim.portable import PortableExportError, export_portable
 
             try:
                 export_portable(g, tmp)
                 summary["portable"] = "portable/snn_step.pt2"
-            except Exception as e:  # the SNN itself is fine; say plainly what is missing
-                summary["notes"].append(
-                    f"portable artefact not written: torch.export failed ({str(e).splitlines()[0][:160]})"
-                )
+            except PortableExportError as e:  # the SNN itself is fine; say plainly what is missing
+                summary["notes"].append(f"portable artefact not written: torch.export failed ({e})")
         write_json(tmp / "summary.json", summary)
     return summary
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from snnconvert import __version__
+from snnconvert.atomic import check_output
 from snnconvert.errors import SnnConvertError
 
 app = typer.Typer(
@@ -72,9 +73,14 @@ def _parse_shapes(specs: list[str] | None) -> dict[str, list[int]] | None:
     for s in specs:
         name, _, dims = s.partition("=")
         try:
-            shapes[name] = [-1 if d.strip().upper() in ("N", "B", "-1") else int(d) for d in dims.split(",")]
+            shape = [-1 if d.strip().upper() in ("N", "B", "-1") else int(d) for d in dims.split(",")]
         except ValueError:
             raise InputError(f"--input-shape '{s}': expected NAME=N,d1,d2,... (integers)") from None
+        if not name.strip():
+            raise InputError(f"--input-shape '{s}': the input name is missing (NAME=N,d1,d2,...)")
+        if any(d <= 0 for d in shape[1:]):
+            raise InputError(f"--input-shape '{s}': dimensions after the batch must be positive integers")
+        shapes[name] = shape
     return shapes
 
 
@@ -90,6 +96,7 @@ def example(directory: Annotated[Path, typer.Argument(help="Directory to write i
     """Write the built-in example: a digits ViT (model.onnx), calib.npz and test.npz."""
     from snnconvert.api import write_example
 
+    check_output(directory, kind="dir")
     files = write_example(directory)
     out.print(f"wrote {', '.join(files)} into {directory}")
     out.print(
@@ -107,6 +114,7 @@ def inspect(
     from snnconvert.api import load_model
     from snnconvert.inspect import inspect_graph
 
+    check_output(json_out)
     g = load_model(model, _parse_shapes(input_shape))
     info = inspect_graph(g)
     t = Table(title=f"{model.name}: {len(g.nodes)} nodes, {info['parameters']:,} parameters")
@@ -151,6 +159,7 @@ def calibrate(
 
     from snnconvert.api import run_calibration
 
+    check_output(out_file)
     total = samples or 0
     if not total:
         try:
@@ -185,6 +194,7 @@ def convert(
     """Apply a recipe's passes and write the spiking IR, the ANN IR and a portable PyTorch SNN."""
     from snnconvert.api import run_conversion
 
+    check_output(out_dir, kind="dir")
     s = run_conversion(
         model, calibration, recipe, out_dir, percentile=percentile, input_shapes=_parse_shapes(input_shape)
     )
@@ -212,8 +222,14 @@ def simulate(
 ) -> None:
     """Run the SNN for T steps against the ANN on the same data: accuracy per step, spikes per layer."""
     from snnconvert.api import run_simulation
+    from snnconvert.errors import InputError
     from snnconvert.report.simulation import print_simulation
 
+    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:") and device[5:].isdigit()):
+        raise InputError(f"--device must be cpu, cuda or cuda:N, got '{device}'")
+
+    for f in (out_file, plot, snn_dir / "simulation.json" if snn_dir.is_dir() else None):
+        check_output(f)
     if plot is not None:
         from snnconvert.report.plots import require_matplotlib
 
@@ -262,6 +278,8 @@ def energy_report(
     from snnconvert.energy.report import build_report, write_report
     from snnconvert.report.energy import print_energy
 
+    for f in (out_file, csv, markdown, plot, snn_dir / "energy.json" if snn_dir.is_dir() else None):
+        check_output(f)
     if plot is not None:
         from snnconvert.report.plots import require_matplotlib
 
@@ -293,9 +311,8 @@ def main(argv: list[str] | None = None) -> Any:
         err.print("aborted", markup=False)
         sys.exit(130)
     except Exception as e:  # click usage errors and genuine bugs
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+        # typer >= 0.20 raises its vendored click's exceptions (typer._click), older ones click's own
+        if any(c.__name__ == "ClickException" for c in type(e).__mro__) and hasattr(e, "format_message"):
             err.print(f"error: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
             sys.exit(e.exit_code)
         if _state["debug"] or "--debug" in sys.argv:

@@ -49,6 +49,8 @@ class Calibration:
 
 def load_calibration(path: str | Path, model_hash: str | None = None) -> Calibration:
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not a calibration file")
     if not p.is_file():
         raise InputError(f"{p}: no such file")
     try:

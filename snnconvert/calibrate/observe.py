@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from snnconvert.calibrate.sketch import QuantileSketch
+from snnconvert.calibrate.sketch import QuantileSketch, SketchError
 from snnconvert.data.files import Dataset
 from snnconvert.errors import InputError
 from snnconvert.ir.execute import Executor
@@ -64,10 +64,16 @@ def calibrate(
     ex = Executor(g)
 
     def observe(name: str, t: torch.Tensor) -> None:
-        if name in names:
-            if not torch.isfinite(t).all():
-                raise InputError(f"activation '{name}' became NaN/Inf on the calibration data")
+        if name not in names:
+            return
+        try:  # the sketch rejects NaN/Inf itself (cheaply, before touching its counts)
             sketches[name].update(t.detach(), channel_axis=_channel_axis(g, name))
+        except SketchError:
+            node = next((n.name for n in g.nodes if name in n.outputs), "?")
+            raise InputError(
+                f"{g.meta.get('source', 'model')}: activation '{name}' of node '{node}' becomes NaN/Inf "
+                f"on {data.path} (the model overflows float32 or has non-finite weights)"
+            ) from None
 
     for _start, feeds, _ in data.batches(batch_size, samples):
         ex.run(feeds, observe=observe)

@@ -37,6 +37,8 @@ class Dataset:
 
 def load_dataset(path: str | Path, g: Graph, require_labels: bool = False) -> Dataset:
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not an .npz data file")
     if not p.is_file():
         raise InputError(f"{p}: no such file")
     try:
@@ -58,7 +60,7 @@ def load_dataset(path: str | Path, g: Graph, require_labels: bool = False) -> Da
     for name in g.inputs:
         key = name if name in arrays else ("x" if len(g.inputs) == 1 and "x" in arrays else None)
         if key is None:
-            want = f"'{name}'" + (" (or 'x')" if len(g.inputs) == 1 else "")
+            want = f"'{name}'" + (" (or 'x')" if len(g.inputs) == 1 and name != "x" else "")
             raise InputError(f"{p}: missing key {want} for model input '{name}'; file has {sorted(arrays)}")
         a = arrays[key]
         v = g.values[name]

@@ -197,7 +197,12 @@ def read_model(path: str | Path) -> onnx.ModelProto:
 def _check_names(model: onnx.ModelProto, p: Path) -> None:
     """Protobuf hands back invalid UTF-8 strings as bytes (a corrupt file): refuse them by field."""
     g = model.graph
-    for kind, items in (("input", g.input), ("output", g.output), ("initializer", g.initializer)):
+    for kind, items in (
+        ("input", g.input),
+        ("output", g.output),
+        ("initializer", g.initializer),
+        ("value_info", g.value_info),
+    ):
         for i, v in enumerate(items):
             if not isinstance(v.name, str):
                 raise InputError(f"{p}: graph {kind} #{i}: name is not valid UTF-8 ({v.name[:40]!r})")
@@ -220,8 +225,10 @@ def _load_external_data(model: onnx.ModelProto, p: Path) -> None:
 
     tensors = [t for t in ext._get_all_tensors(model) if ext.uses_external_data(t)]
     for t in tensors:
-        info = ext.ExternalDataInfo(t)
-        loc = Path(info.location)
+        try:
+            loc = Path(ext.ExternalDataInfo(t).location or "")
+        except Exception as e:  # an offset/length that is not a number, ...
+            raise InputError(f"{p}: tensor '{t.name}' has malformed external data fields ({e})") from None
         if loc.is_absolute() or ".." in loc.parts:
             raise InputError(f"{p}: tensor '{t.name}' points outside the model's directory ('{loc}')")
         if not (p.parent / loc).is_file():
@@ -234,10 +241,9 @@ def _load_external_data(model: onnx.ModelProto, p: Path) -> None:
         detail = " ".join(str(e).split()) or type(e).__name__
         raise InputError(f"{p}: cannot read external data ({type(e).__name__}: {detail[:200]})") from None
     for t in tensors:
-        if t.data_type == onnx.TensorProto.STRING:
-            continue
-        item = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-        want = int(np.prod(t.dims, dtype=np.int64)) * item
+        if t.data_type not in _ONNX_DTYPES:
+            continue  # sub-byte and other types: their own readers check the size
+        want = int(np.prod(t.dims, dtype=np.int64)) * np.dtype(_ONNX_DTYPES[t.data_type]).itemsize
         if len(t.raw_data) != want:
             raise InputError(
                 f"{p}: external data for tensor '{t.name}' has {len(t.raw_data)} bytes, expected {want}"

@@ -72,6 +72,8 @@ def load_recipe(name_or_path: str) -> Recipe:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise InputError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a recipe (not a UTF-8 text file)") from None
     return parse_recipe(data, str(path))
 
 

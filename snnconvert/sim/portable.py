@@ -24,6 +24,10 @@ STEP_FILE = "snn_step.pt2"
 META_FILE = "portable.json"
 
 
+class PortableExportError(Exception):
+    """torch.export could not trace the one-step module (the SNN directory is still valid)."""
+
+
 class StepModule(torch.nn.Module):
     """Simulator.run_chunk with one step and the state dict flattened into a fixed key order."""
 
@@ -73,7 +77,10 @@ def export_portable(g: Graph, directory: str | Path) -> dict[str, Any]:
     st = tuple(torch.zeros((2,) + shp) for _, shp, _ in layout)
     args = (*xs, torch.tensor(0), *st)
     dyn = tuple({0: batch} for _ in xs) + (None,) + tuple({0: batch} for _ in st)
-    ep = torch.export.export(mod, args, dynamic_shapes=(dyn,), strict=False)
+    try:
+        ep = torch.export.export(mod, args, dynamic_shapes=(dyn,), strict=False)
+    except Exception as e:  # torch.export raises many types; the SNN itself is unaffected
+        raise PortableExportError(str(e).splitlines()[0][:160] if str(e) else type(e).__name__) from e
     d = Path(directory) / "portable"
     d.mkdir(exist_ok=True)
     torch.export.save(ep, str(d / STEP_FILE))

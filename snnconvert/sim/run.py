@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from snnconvert.data.files import Dataset
-from snnconvert.errors import InputError
+from snnconvert.errors import InputError, UnsupportedModelError
 from snnconvert.ir.execute import Executor
 from snnconvert.ir.graph import Graph
 from snnconvert.ir.registry import get
@@ -85,6 +85,8 @@ def simulate(
     check_timesteps(timesteps)
     if batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {batch_size}")
+    if samples is not None and samples <= 0:
+        raise InputError(f"--samples must be positive, got {samples}")
     n = data.n if samples is None else min(samples, data.n)
     mode = analog_mode or snn.meta.get("analog_mode", "mean")
     sim = Simulator(snn, device=device, analog_mode=mode)
@@ -121,6 +123,11 @@ def simulate(
             ann_out = ann_out.reshape(ann_out.shape[0], -1)
         for t in range(timesteps):
             res.out_fid[t].add(dec[t], ann_out)
+        if labels is not None and dec.dim() != 3:
+            raise InputError(
+                f"{data.path}: key 'y' holds class labels, but the model's output '{out_name}' has shape "
+                f"{list(snn.values[out_name].shape)}, not [N, classes] (drop 'y' to compare outputs only)"
+            )
         if dec.dim() >= 3 and dec.shape[-1] > 1:
             pred = dec.argmax(-1)  # [T, B]
             ann_pred = ann_out.argmax(-1)
@@ -135,6 +142,12 @@ def simulate(
                 res.ann_correct += int((ann_pred == y).sum())
         if progress is not None:
             progress(len(next(iter(feeds.values()))))
+    for name, e in res.events.items():
+        if not bool(torch.isfinite(e).all()):
+            raise UnsupportedModelError(
+                f"{snn.meta.get('source', 'model')}: layer '{name}' reached non-finite values (NaN/Inf) "
+                "in the SNN: the model's activations overflow float32"
+            )
     return res
 
 
