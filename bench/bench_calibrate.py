@@ -32,15 +32,26 @@ def main() -> None:
     rows = {}
     for n in (1000, 20000):
         with tempfile.TemporaryDirectory() as d:
-            out = subprocess.run([sys.executable, "-c", CHILD, str(n), d], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, str(n), d], capture_output=True, text=True, check=True
+            )
             kb, secs = out.stdout.split()
-            rows[n] = {"peak_rss_mib": int(kb) / 1024, "seconds": float(secs),
-                       "calibration_bytes": Path(d, "c.json").stat().st_size}
+            rows[n] = {
+                "peak_rss_mib": int(kb) / 1024,
+                "seconds": float(secs),
+                "calibration_bytes": Path(d, "c.json").stat().st_size,
+            }
         print(n, json.dumps(rows[n]), flush=True)
     ratio = rows[20000]["peak_rss_mib"] / rows[1000]["peak_rss_mib"]
     print(f"peak RSS 20k / 1k = {ratio:.3f}")
-    write_result("calibrate_memory", {"samples": rows, "ratio_20k_over_1k": ratio,
-                                      "note": "the 20k run's input file is read whole by np.load (the data, not the sketches)"})
+    write_result(
+        "calibrate_memory",
+        {
+            "samples": rows,
+            "ratio_20k_over_1k": ratio,
+            "note": "the 20k run's input file is read whole by np.load (the data, not the sketches)",
+        },
+    )
 
 
 if __name__ == "__main__":

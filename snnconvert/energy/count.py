@@ -17,7 +17,7 @@ import torch
 from snnconvert.calibrate.observe import MOVES
 from snnconvert.inspect import node_cost
 from snnconvert.ir.graph import Graph, Node
-from snnconvert.ir.registry import get, run_op, torch_dtype
+from snnconvert.ir.registry import get, run_op
 
 SYNAPTIC = {"Linear", "Conv", "MatMul"}
 POOLS = {"AvgPool"}
@@ -40,30 +40,39 @@ class NodeCount:
 
 
 def propagate_events(g: Graph, events: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Event maps for spike values produced by data moves (reshape, transpose, concat of spikes)."""
+    """Event maps for spike values that are not neuron outputs: data moves, sums, averages and
+    constant scalings of spikes. An output position gets one event per input event that reaches it
+    (sum pooling for averages), so a consumer's ACs count every accumulate it really performs."""
+    from snnconvert.passes.spikify import SCALING
+
     ev = dict(events)
     for n in g.nodes:
-        if n.op not in MOVES:
+        out = n.outputs[0]
+        if g.values[out].domain != "spike" or out in ev or get(n.op).spiking:
             continue
-        dyn = [i for i in n.inputs if i not in g.initializers]
-        if not dyn or not all(i in ev for i in dyn):
+        spike_in = [i for i, name in enumerate(n.inputs) if name in ev]
+        if not spike_in:
             continue
-        args = []
-        for i in n.inputs:
-            if i in ev:
-                args.append(torch.from_numpy(np.asarray(ev[i], dtype=np.float64)).unsqueeze(0))
-            elif i in g.initializers:
-                args.append(torch.from_numpy(np.array(g.initializers[i])))
-            else:
-                v = g.values[i]
-                args.append(torch.zeros((1,) + tuple(v.shape[1:]), dtype=torch_dtype(v.dtype)))
-        for o, t in zip(n.outputs, run_op(n.op, n.attrs, args), strict=True):
-            ev[o] = t[0].numpy()
+        if n.op in SCALING:  # a constant weight changes the events' amplitude, not their number
+            ev[out] = ev[n.inputs[spike_in[0]]]
+            continue
+        if len(n.outputs) > 1:  # Split and the like: the event map moves with the data
+            x = torch.from_numpy(np.asarray(ev[n.inputs[spike_in[0]]], dtype=np.float64)).unsqueeze(0)
+            for o, t in zip(n.outputs, run_op(n.op, n.attrs, [x]), strict=True):
+                ev[o] = t[0].numpy()
+            continue
+        total = None
+        for i in spike_in:
+            r = _unit_response(g, n, i, ev[n.inputs[i]])
+            total = r if total is None else total + r
+        if n.op in POOLS:
+            total = total * float(np.prod(n.attrs["kernel"]))
+        ev[out] = total.numpy()
     return ev
 
 
-def _ones_trick(g: Graph, n: Node, spike_idx: int, ev: np.ndarray, scale: float = 1.0) -> float:
-    """sum over events of their fan-out, via the op itself with unit weights."""
+def _unit_response(g: Graph, n: Node, spike_idx: int, ev: np.ndarray) -> torch.Tensor:
+    """The op applied to one input's event map with unit weights, zero biases and zero other inputs."""
     args = []
     for i, name in enumerate(n.inputs):
         if i == spike_idx:
@@ -80,8 +89,12 @@ def _ones_trick(g: Graph, n: Node, spike_idx: int, ev: np.ndarray, scale: float 
         else:
             v = g.values[name]
             args.append(torch.zeros((1,) + tuple(v.shape[1:]), dtype=torch.float64))
-    out = run_op(n.op, n.attrs, args)[0]
-    return float(out.abs().sum()) * scale
+    return run_op(n.op, n.attrs, args)[0][0].abs()
+
+
+def _ones_trick(g: Graph, n: Node, spike_idx: int, ev: np.ndarray, scale: float = 1.0) -> float:
+    """sum over events of their fan-out, via the op itself with unit weights."""
+    return float(_unit_response(g, n, spike_idx, ev).sum()) * scale
 
 
 def _spiking_product(g: Graph, n: Node, ev: dict[str, np.ndarray]) -> float:

@@ -70,8 +70,9 @@ def maxpool_to_avgpool(g: Graph, params: dict[str, Any], ctx: PassContext) -> Gr
 
 
 # Ops whose output is still a spike train when their run-time inputs are: data moves, sums of spike
-# trains (events from several sources) and spike trains scaled by a constant (events of another weight).
-SPIKE_PRESERVING = set(MOVES) | {"Add", "Sub", "Concat", "Neg"}
+# trains (events from several sources, averages included) and spike trains scaled by a constant
+# (events of another weight).
+SPIKE_PRESERVING = set(MOVES) | {"Add", "Sub", "Concat", "Neg", "AvgPool", "GlobalAvgPool", "ReduceMean"}
 SCALING = {"Mul", "Div"}
 
 
