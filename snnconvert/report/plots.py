@@ -35,7 +35,12 @@ def plot_accuracy(j: dict[str, Any], path: str | Path) -> None:
         ax.axhline(
             100 * j["ann_accuracy"], color="k", ls="--", lw=1, label=f"ANN {100 * j['ann_accuracy']:.2f}%"
         )
-    ax.plot(ts, [100 * a for a in j["agreement"]], label="agreement with ANN", alpha=0.8)
+    if j["agreement"] and j["agreement"][0] is not None:
+        ax.plot(ts, [100 * a for a in j["agreement"]], label="agreement with ANN", alpha=0.8)
+    else:
+        ax.plot(
+            ts, [100 * c if c is not None else float("nan") for c in j["cosine"]], label="output cosine x 100"
+        )
     ax.set_xlabel("timestep t")
     ax.set_ylabel("%")
     ax.set_title(f"{j['coding']} coding, {j['samples']} samples")

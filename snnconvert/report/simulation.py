@@ -30,7 +30,8 @@ def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) 
             acc = j["snn_accuracy"][step - 1]
             row += [f"{100 * acc:.2f}%", f"{100 * (j['ann_accuracy'] - acc):+.2f}"]
         cos = j["cosine"][step - 1]
-        row += [f"{100 * j['agreement'][step - 1]:.2f}%", "-" if cos is None else f"{cos:.4f}"]
+        agr = j["agreement"][step - 1]
+        row += ["-" if agr is None else f"{100 * agr:.2f}%", "-" if cos is None else f"{cos:.4f}"]
         t.add_row(*row)
     if j.get("labelled"):
         t.caption = f"ANN accuracy {100 * j['ann_accuracy']:.2f}%"

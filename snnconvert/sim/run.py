@@ -62,6 +62,7 @@ class SimResult:
     layer_fid: dict[str, _Fid] = field(default_factory=dict)
     events: dict[str, torch.Tensor] = field(default_factory=dict)  # per-element event totals
     static: dict[str, bool] = field(default_factory=dict)
+    classified: bool = False  # the output is [N, classes]: agreement of argmax is meaningful
 
 
 def check_timesteps(t: int) -> None:
@@ -128,7 +129,8 @@ def simulate(
                 f"{data.path}: key 'y' holds class labels, but the model's output '{out_name}' has shape "
                 f"{list(snn.values[out_name].shape)}, not [N, classes] (drop 'y' to compare outputs only)"
             )
-        if dec.dim() >= 3 and dec.shape[-1] > 1:
+        if dec.dim() == 3 and dec.shape[-1] > 1:  # [T, B, classes]: agreement of argmax per sample
+            res.classified = True
             pred = dec.argmax(-1)  # [T, B]
             ann_pred = ann_out.argmax(-1)
             res.agree += (pred == ann_pred.unsqueeze(0)).reshape(timesteps, -1).sum(1).cpu().numpy()
@@ -191,7 +193,7 @@ def result_json(res: SimResult, snn: Graph) -> dict:
         "samples": n,
         "coding": snn.meta.get("coding", "rate"),
         "labelled": res.labelled,
-        "agreement": [float(a) / n for a in res.agree],
+        "agreement": [float(a) / n for a in res.agree] if res.classified else [None] * T,
         "cosine": [_finite(f.cosine()) for f in res.out_fid],
         "rel_error": [_finite(f.rel_error()) for f in res.out_fid],
         "layers": layers,
