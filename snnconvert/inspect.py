@@ -6,22 +6,11 @@ from typing import Any
 
 import numpy as np
 
+from snnconvert.calibrate.observe import MOVES
 from snnconvert.ir.graph import Graph
 from snnconvert.ir.registry import get
 
-DATA_MOVES = {
-    "Reshape",
-    "Transpose",
-    "Flatten",
-    "Squeeze",
-    "Unsqueeze",
-    "Split",
-    "Slice",
-    "Gather",
-    "Concat",
-    "Expand",
-    "Cast",
-}
+DATA_MOVES = MOVES | {"Cast"}
 
 
 def node_cost(g: Graph, n) -> dict[str, int]:

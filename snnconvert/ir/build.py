@@ -11,8 +11,8 @@ from snnconvert.ir.graph import Graph, Node, Value
 from snnconvert.ir.registry import infer_shapes
 
 
-def add_node(g: Graph, n: Node) -> Node:
-    """Append a node and create its output values with inferred shapes and dtypes."""
+def input_signature(g: Graph, n: Node) -> tuple[list, list, list]:
+    """(shapes, dtypes, constant values or None) of a node's inputs, as infer_shapes takes them."""
     shapes, dtypes, consts = [], [], []
     for i in n.inputs:
         if i in g.initializers:
@@ -25,6 +25,12 @@ def add_node(g: Graph, n: Node) -> Node:
             shapes.append(v.shape)
             dtypes.append(v.dtype)
             consts.append(None)
+    return shapes, dtypes, consts
+
+
+def add_node(g: Graph, n: Node) -> Node:
+    """Append a node and create its output values with inferred shapes and dtypes."""
+    shapes, dtypes, consts = input_signature(g, n)
     try:
         got = infer_shapes(n.op, n.attrs, shapes, dtypes, consts)
     except Exception as e:

@@ -59,18 +59,9 @@ def validate(g: Graph, source: str = "graph", check_shapes: bool = True) -> None
 
 
 def _check_node_shapes(g: Graph, n, where: str) -> None:
-    shapes, dtypes, consts = [], [], []
-    for i in n.inputs:
-        if i in g.initializers:
-            a = g.initializers[i]
-            shapes.append(tuple(a.shape))
-            dtypes.append(str(a.dtype))
-            consts.append(a)
-        else:
-            v = g.values[i]
-            shapes.append(v.shape)
-            dtypes.append(v.dtype)
-            consts.append(None)
+    from snnconvert.ir.build import input_signature
+
+    shapes, dtypes, consts = input_signature(g, n)
     try:
         got = infer_shapes(n.op, n.attrs, shapes, dtypes, consts)
     except Exception as e:  # the op's own reference rejected these shapes
