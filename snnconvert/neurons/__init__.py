@@ -1,0 +1,1 @@
+"""Spiking neuron models used by the converter (few-spike SI-exp, SI-norm, ...)."""
