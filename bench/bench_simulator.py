@@ -48,7 +48,8 @@ BATCH = 64
 REPS = 3
 RECIPES = (("mueller2021", 50), ("spikezip_count", 16))
 
-# simulator stages for the cProfile breakdown: (label, file suffix, function name)
+# simulator stages for the cProfile breakdown: (label, file suffix, function name); indentation shows
+# nesting (cumulative times of nested stages are part of their parent's)
 STAGES = (
     ("simulate (total)", "sim/run.py", "simulate"),
     ("ANN reference executor", "ir/execute.py", "run"),
@@ -59,10 +60,13 @@ STAGES = (
     ("  affine ops on streams (_affine)", "sim/simulator.py", "_affine"),
     ("  analog ops per step (_per_step)", "sim/simulator.py", "_per_step"),
     ("  op dispatch (registry.run_op, all callers)", "ir/registry.py", "run_op"),
-    ("per-layer fidelity (observe)", "sim/run.py", "observe"),
-    ("  _Fid.add (float64 sums)", "sim/run.py", "add"),
+    ("  per-layer fidelity (observe, called inside run_chunk)", "sim/run.py", "observe"),
+    ("    _Fid.add (float64 sums)", "sim/run.py", "add"),
     ("output decode (Simulator.decode)", "sim/simulator.py", "decode"),
 )
+
+
+WRAPPERS = ("bench/bench_simulator.py", "torch/utils/_contextlib.py")
 
 
 def _func_name(key: tuple[str, int, str]) -> str:
@@ -86,7 +90,9 @@ def cprofile(fn: Callable[[], object], top: int = 10) -> dict[str, object]:
     rows = st.stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
 
     def table(idx: int) -> list[dict[str, object]]:
-        ranked = sorted(rows.items(), key=lambda kv: kv[1][idx], reverse=True)[:top]
+        # leave out this file's wrappers and torch.no_grad's decorator: they only wrap simulate()
+        shown = {k: v for k, v in rows.items() if not k[0].replace("\\", "/").endswith(WRAPPERS)}
+        ranked = sorted(shown.items(), key=lambda kv: kv[1][idx], reverse=True)[:top]
         return [
             {
                 "function": _func_name(k),
@@ -237,8 +243,9 @@ def main() -> None:
         "rows": rows,
         "profile_top": profiles,
         "profile_note": (
-            "cProfile of one simulate() call, top 10 by cumulative time; cProfile adds a per-call "
-            "cost, so Python-heavy parts look larger than in the timed runs"
+            "cProfile of one simulate() call, top 10 by cumulative time (the bench's own wrapper and "
+            "torch.no_grad's decorator left out); cProfile adds a per-call cost, so Python-heavy parts "
+            "look larger than in the timed runs"
         ),
         "profile_breakdown": breakdown,
         "torch_profile": tprofiles,
