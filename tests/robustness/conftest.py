@@ -3,32 +3,12 @@ and converted once per session, and the checks every failing command must pass."
 
 from __future__ import annotations
 
-import io
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 SAMPLES = 64
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    from snnconvert import cli as c
-
-    out, err = io.StringIO(), io.StringIO()
-    old = c.out.file, c.err.file
-    c.out.file, c.err.file = out, err
-    code = 0
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            c.main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        c.out.file, c.err.file = old
-        c._state["debug"] = False
-    return code, out.getvalue(), err.getvalue()
 
 
 def one_line_error(code: int, err: str) -> str:

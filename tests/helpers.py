@@ -1,0 +1,62 @@
+"""Helpers shared by test modules (imported as `helpers`: pytest puts tests/ on sys.path): the CLI
+run in-process, and the portable SNN run where snnconvert cannot be imported."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+
+import numpy as np
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    from snnconvert import cli as c
+
+    out, err = io.StringIO(), io.StringIO()
+    old = c.out.file, c.err.file
+    c.out.file, c.err.file = out, err
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            c.main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        c.out.file, c.err.file = old
+        c._state["debug"] = False
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_portable_matches_simulator(snn_dir, x: np.ndarray, T: int, tmp_path) -> None:
+    """Run SNN_DIR/portable in a fresh interpreter where snnconvert cannot be imported, for T steps
+    on x; its decoded output must match the simulator's (1e-4)."""
+    from snnconvert.api import load_snn
+    from snnconvert.sim.simulator import Simulator
+
+    np.save(tmp_path / "x.npy", x)
+    code = f"""
+import sys; sys.modules['snnconvert'] = None
+import json, numpy as np, torch
+step = torch.export.load({str(snn_dir / "portable" / "snn_step.pt2")!r}).module()
+meta = json.load(open({str(snn_dir / "portable" / "portable.json")!r}))
+x = torch.from_numpy(np.load({str(tmp_path / "x.npy")!r}))
+state = [torch.zeros(len(x), *s['shape']) for s in meta['state']]
+total = 0
+for t in range({T}):
+    y, *state = step(x, torch.tensor(t), *state)
+    total = total + y
+np.save({str(tmp_path / "y.npy")!r}, (total / {T}).numpy())
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    snn, _ = load_snn(snn_dir)
+    sim = Simulator(snn)
+    dec, _ = sim.decode(sim.run_chunk({snn.inputs[0]: x}, 0, T, {})[snn.outputs[0]], 0, T, None)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), dec[-1].numpy(), atol=1e-4, rtol=1e-4)
