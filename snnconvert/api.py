@@ -145,13 +145,23 @@ def conversion_summary(g: Graph) -> dict[str, Any]:
     for n in g.nodes:
         ins = [g.values[i].domain for i in n.inputs if i in g.values]
         out = g.values[n.outputs[0]].domain
-        nodes.append({"node": n.name, "op": n.op, "inputs": ins, "output": out, "spiking": get(n.op).spiking})
+        op = get(n.op)
+        row = {"node": n.name, "op": n.op, "inputs": ins, "output": out, "spiking": op.spiking}
+        if op.events is not None:  # neurons inside that settle within one application
+            row["neurons_inside"] = True
+            row["analog_parts"] = op.analog_parts
+        nodes.append(row)
     return {
         "recipe": g.meta.get("recipe"),
         "coding": g.meta.get("coding"),
         "neurons": sum(1 for n in nodes if n["spiking"]),
+        "spiking_subnetworks": [n["node"] for n in nodes if n.get("neurons_inside")],
         "spike_values": sum(1 for v in g.values.values() if v.domain == "spike"),
-        "analog_nodes": [n["node"] for n in nodes if not n["spiking"] and n["output"] == "analog"],
+        "analog_nodes": [
+            n["node"]
+            for n in nodes
+            if not n["spiking"] and not n.get("neurons_inside") and n["output"] == "analog"
+        ],
         "nodes": nodes,
         "notes": g.meta.get("notes", []),
     }

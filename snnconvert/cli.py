@@ -200,7 +200,8 @@ def convert(
     )
     out.print(
         f"[bold]{s['recipe']}[/] ({s['coding']} coding): {s['neurons']} neuron layers, "
-        f"{len(s['analog_nodes'])} analog nodes -> {out_dir}"
+        + (f"{len(s['spiking_subnetworks'])} spiking softmax, " if s["spiking_subnetworks"] else "")
+        + f"{len(s['analog_nodes'])} analog nodes -> {out_dir}"
     )
     for note in s["notes"]:
         out.print(f"  note: {note}")

@@ -13,13 +13,17 @@ from snnconvert.ir.registry import get
 DATA_MOVES = MOVES | {"Cast"}
 
 
+def node_shapes(g: Graph, n) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """(input shapes, output shapes) of a node; weights included."""
+    ins = [tuple(g.initializers[i].shape) if i in g.initializers else g.values[i].shape for i in n.inputs]
+    return ins, [g.values[o].shape for o in n.outputs]
+
+
 def node_cost(g: Graph, n) -> dict[str, int]:
     op = get(n.op)
     if op.cost is None:
         return {}
-    ins = [tuple(g.initializers[i].shape) if i in g.initializers else g.values[i].shape for i in n.inputs]
-    outs = [g.values[o].shape for o in n.outputs]
-    return op.cost(op.with_defaults(n.attrs), ins, outs)
+    return op.cost(op.with_defaults(n.attrs), *node_shapes(g, n))
 
 
 def inspect_graph(g: Graph) -> dict[str, Any]:

@@ -41,6 +41,14 @@ def observed_values(g: Graph) -> list[str]:
     return out
 
 
+SHIFTED = "#input_minus_row_max"
+
+
+def shifted_key(softmax_output: str) -> str:
+    """Calibration key of a softmax's input minus its row maximum (what SI-exp will see)."""
+    return softmax_output + SHIFTED
+
+
 def calibrate(
     g: Graph,
     data: Dataset,
@@ -61,13 +69,26 @@ def calibrate(
         raise InputError(f"--batch-size must be positive, got {batch_size}")
     names = set(observed_values(g))
     sketches = {n: QuantileSketch(alpha=alpha) for n in observed_values(g)}
+    # softmax inputs are also recorded shifted by their row max: the range a spiking softmax sees
+    shifted: dict[str, list[tuple[str, int]]] = {}
+    for n in g.nodes:
+        if n.op == "Softmax" and n.inputs[0] not in g.initializers:
+            key = shifted_key(n.outputs[0])
+            shifted.setdefault(n.inputs[0], []).append((key, int(n.attrs.get("axis", -1))))
+            sketches[key] = QuantileSketch(alpha=alpha)
     ex = Executor(g)
 
     def observe(name: str, t: torch.Tensor) -> None:
+        for key, axis in shifted.get(name, ()):
+            t = t.detach()
+            _update(key, name, t - t.amax(dim=axis, keepdim=True))
         if name not in names:
             return
+        _update(name, name, t.detach())
+
+    def _update(key: str, name: str, t: torch.Tensor) -> None:
         try:  # the sketch rejects NaN/Inf itself (cheaply, before touching its counts)
-            sketches[name].update(t.detach(), channel_axis=_channel_axis(g, name))
+            sketches[key].update(t, channel_axis=None if key != name else _channel_axis(g, name))
         except SketchError:
             node = next((n.name for n in g.nodes if name in n.outputs), "?")
             raise InputError(

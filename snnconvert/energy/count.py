@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from snnconvert.calibrate.observe import MOVES
-from snnconvert.inspect import node_cost
+from snnconvert.inspect import node_cost, node_shapes
 from snnconvert.ir.graph import Graph, Node
 from snnconvert.ir.registry import get, run_op
+from snnconvert.sim.simulator import INTERNAL
 
 SYNAPTIC = {"Linear", "Conv", "MatMul"}
 POOLS = {"AvgPool"}
@@ -35,6 +36,7 @@ class NodeCount:
     snn_macs: float = 0.0
     executions: int = 1  # times the node runs in the SNN per sample (1 or T)
     events_in: float = 0.0  # input events per sample (all steps)
+    internal: bool = False  # neurons inside the op (SpikingSoftmax): its ACs come from their spikes
     other: dict[str, float] = field(default_factory=dict)  # elementwise ops per sample (SNN)
     ann_other: dict[str, float] = field(default_factory=dict)
 
@@ -133,7 +135,16 @@ def count_nodes(
         )
         row.events_in = float(sum(np.sum(ev[i]) for i in spike_in if i in ev))
         op = get(n.op)
-        if op.spiking:
+        if op.snn_cost is not None:
+            inside = {
+                k.split(INTERNAL, 1)[1]: float(np.sum(v))
+                for k, v in ev.items()
+                if k.startswith(out + INTERNAL)
+            }
+            shapes = node_shapes(g, n)
+            row.snn_acs, row.other = op.snn_cost(op.with_defaults(n.attrs), *shapes, inside, execs)
+            row.internal = True
+        elif op.spiking:
             # a neuron integrates its input current and compares every step
             row.other = {
                 "cmp": float(cost.get("cmp", 0)) * timesteps,

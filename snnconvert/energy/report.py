@@ -23,6 +23,7 @@ import numpy as np
 from snnconvert.atomic import write_json, write_text
 from snnconvert.energy.count import count_nodes
 from snnconvert.errors import InputError
+from snnconvert.ir.registry import get
 
 CONVENTIONS = ("measured", "sit", "spikformer")
 DEFAULT_MAC_PJ = 4.6
@@ -92,7 +93,7 @@ def build_report(
                 "name": r.name,
                 "op": r.op,
                 "domain": r.domain,
-                "spike_driven": bool(r.spike_inputs and acs > 0),
+                "spike_driven": bool((r.spike_inputs or r.internal) and acs > 0),
                 "ann_macs": r.ann_macs,
                 "snn_acs": acs,
                 "snn_macs": macs,
@@ -127,6 +128,11 @@ def build_report(
             for layer in layers
             if layer["snn_macs"] > 0
             or (layer["other_ops"] and not layer["spike_driven"] and layer["op"] != "IF")
+        }
+        | {
+            f"{layer['op']} ({get(layer['op']).analog_parts})"
+            for layer in layers
+            if get(layer["op"]).analog_parts
         }
     )
     return {

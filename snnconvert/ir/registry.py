@@ -40,6 +40,13 @@ class OpDef:
     doc: str = ""
     n_outputs: int = 1  # -1: given by the node (Split)
     spiking: bool = False  # a neuron: stateful in the simulator
+    # An op with neurons inside that settle within one application (SpikingSoftmax): returns
+    # (outputs, {kind: per-element event counts, output-shaped}); the simulator records them.
+    events: Callable[..., tuple[Any, dict[str, Any]]] | None = None
+    # Its SNN cost per sample from those events (summed over elements and executions):
+    # snn_cost(attrs, in_shapes, out_shapes, events, executions) -> (ACs, elementwise ops by kind).
+    snn_cost: Callable[..., tuple[float, dict[str, float]]] | None = None
+    analog_parts: str = ""  # what inside such an op is not driven by spikes (for the energy report)
 
     def with_defaults(self, attrs: dict[str, Any]) -> dict[str, Any]:
         out = {k: a.default for k, a in self.attrs.items() if not a.required}

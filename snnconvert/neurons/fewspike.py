@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ __all__ = [
     "load_tables",
     "table_entry",
     "si_norm",
+    "si_norm_counts",
+    "siexp",
+    "softmax_by_spikes",
     "spiking_softmax",
 ]
 
@@ -133,18 +137,27 @@ class FewSpikeExp(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(y, spikes)``: ``y ~ exp(x)`` (input dtype) and the spike count per element (int64)."""
         ct = torch.promote_types(x.dtype, self.T.dtype)
-        v = x.to(ct)
-        active = v >= self.lo  # False for x < lo and for NaN: underflow -> no spikes, output 0
-        T, h, d = (b.to(device=v.device, dtype=ct) for b in (self.T, self.h, self.d))
-        y = torch.zeros_like(v)
-        n = torch.zeros(v.shape, dtype=torch.int64, device=v.device)
-        for t in range(self.K):
-            z = (v >= T[t]) & active
-            zf = z.to(ct)
-            y = y + d[t] * zf
-            v = v - h[t] * zf
-            n += z
-        return y.to(x.dtype), n
+        y, n = siexp(x.to(ct), self.T.tolist(), self.h.tolist(), self.d.tolist(), self.lo)
+        return y.to(x.dtype), n.to(torch.int64)
+
+
+def siexp(
+    x: torch.Tensor, T: Sequence[float], h: Sequence[float], d: Sequence[float], lo: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The SI-exp recurrence in ``x``'s dtype: ``(y, spike count)``, both shaped like ``x``.
+
+    Plain Python floats for the parameters, so the same code runs eagerly, on meta tensors (shape
+    inference) and under ``torch.export`` (the portable artefact)."""
+    v = x
+    active = v >= lo  # False below the fitted range and for NaN: underflow -> no spikes, output 0
+    y = torch.zeros_like(v)
+    n = torch.zeros_like(v)
+    for t in range(len(T)):
+        z = ((v >= T[t]) & active).to(v.dtype)
+        y = y + d[t] * z
+        v = v - h[t] * z
+        n = n + z
+    return y, n
 
 
 @functools.lru_cache(maxsize=32)
@@ -152,23 +165,23 @@ def _cached_exp(K: int, R: float, path: str | None) -> FewSpikeExp:
     return FewSpikeExp.from_table(K, R, path)
 
 
-def si_norm(e: torch.Tensor, dim: int = -1, n_spike: int = 64) -> torch.Tensor:
-    """SI-norm IF dynamics; returns the output spike count per element (int64, same shape as ``e``).
+def si_norm(e: torch.Tensor, dim: int = -1, n_spike: int = 64, v0: float = 0.0) -> torch.Tensor:
+    """SI-norm IF dynamics, simulated step by step; returns the output spike count per element (int64).
 
     Each element is an IF neuron with weight ``e_i``, threshold ``V_th = sum_j e_j`` along ``dim``
-    and reset by subtraction, driven by ``n_spike`` input spikes (one per step):
-    ``v(t) = v(t-1) + e_i - V_th * z(t)``, ``z(t) = [v(t-1) + e_i >= V_th]``. Simulated step by step
-    (float64 at least), vectorised over all elements. Rows whose sum is not positive never fire.
+    and reset by subtraction, its membrane starting at ``v0 * V_th``, driven by ``n_spike`` input
+    spikes (one per step): ``v(t) = v(t-1) + e_i - V_th * z(t)``, ``z(t) = [v(t-1) + e_i >= V_th]``.
+    Float64 at least, vectorised over all elements. Rows whose sum is not positive never fire.
+    The reference for :func:`si_norm_counts` (its closed form).
     """
-    if int(n_spike) != n_spike or n_spike < 0:
-        raise InputError(f"n_spike must be a non-negative integer, got {n_spike!r}")
+    _check_n_spike(n_spike)
     ct = torch.promote_types(e.dtype, torch.float64)
     w = e.to(ct)
     vth = w.sum(dim=dim, keepdim=True)
     live = vth > 0
     vth_b = torch.where(live, vth, torch.ones_like(vth)).expand_as(w)
     live_b = live.expand_as(w)
-    v = torch.zeros_like(w)
+    v = float(v0) * vth_b
     count = torch.zeros(w.shape, dtype=torch.int64, device=w.device)
     for _ in range(int(n_spike)):
         v = v + w  # input spike s_in(t) = 1, weight e_i
@@ -178,31 +191,71 @@ def si_norm(e: torch.Tensor, dim: int = -1, n_spike: int = 64) -> torch.Tensor:
     return count
 
 
+def si_norm_counts(e: torch.Tensor, dim: int = -1, n_spike: int = 64, v0: float = 0.0) -> torch.Tensor:
+    """What :func:`si_norm` counts, in closed form: ``floor(v0 + n_spike * e_i / sum_j e_j)``.
+
+    A neuron whose weight is at most its threshold fires at most once per input spike, so after
+    ``n`` inputs its count is the number of thresholds its charge ``v0*V + n*e_i`` has crossed.
+    Returned in ``e``'s dtype (no loop: the simulator runs it at every step)."""
+    vth = e.sum(dim=dim, keepdim=True)
+    ratio = torch.where(vth > 0, e / torch.where(vth > 0, vth, torch.ones_like(vth)), torch.zeros_like(e))
+    return torch.clamp(torch.floor(v0 + n_spike * ratio), 0, n_spike)
+
+
+def _check_n_spike(n_spike: int) -> None:
+    if int(n_spike) != n_spike or n_spike < 0:
+        raise InputError(f"n_spike must be a non-negative integer, got {n_spike!r}")
+
+
+def softmax_by_spikes(
+    x: torch.Tensor,
+    dim: int,
+    T: Sequence[float],
+    h: Sequence[float],
+    d: Sequence[float],
+    lo: float,
+    n_spike: int,
+    v0: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Spiking-Softmax with an explicit SI-exp table: ``(probs, exp_spikes, norm_spikes)``, all in
+    ``x``'s dtype and shape. Subtracts the row max (softmax is shift invariant, so SI-exp only ever
+    sees ``x <= 0``), runs SI-exp, then SI-norm in closed form; ``probs = count / n_spike``."""
+    xs = x - x.amax(dim=dim, keepdim=True)
+    e, exp_spikes = siexp(xs, T, h, d, lo)
+    counts = si_norm_counts(e, dim=dim, n_spike=n_spike, v0=v0)
+    probs = counts / float(n_spike) if n_spike else torch.zeros_like(x)
+    return probs, exp_spikes, counts
+
+
 def spiking_softmax(
     x: torch.Tensor,
     dim: int = -1,
     K: int = 12,
     R: float = 8.0,
     n_spike: int = 64,
+    v0: float = 0.0,
     *,
     path: str | Path | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """SIT Spiking-Softmax: subtract the row max, SI-exp (``K`` steps, table for range ``R``), SI-norm.
 
     Returns ``(probs, stats)``: ``probs = count / n_spike`` (input dtype, softmax quantised to
-    ``1/n_spike``; rows sum to at most 1) and ``stats`` with per-element spike counts
-    (``exp_spikes``, ``norm_spikes``), their totals, the element/row counts, the number of inputs
-    that underflowed (below ``-R_fit`` after the shift) and the table used.
+    ``1/n_spike``; rows sum to at most 1 when ``v0 = 0``) and ``stats`` with per-element spike
+    counts (``exp_spikes``, ``norm_spikes``, int64), their totals, the element/row counts, the
+    number of inputs that underflowed (below ``-R_fit`` after the shift) and the table used.
+    SI-exp runs in float64 (``x`` is promoted), as the tables were fitted.
     """
+    _check_n_spike(n_spike)
     module = _cached_exp(int(K), float(R), None if path is None else str(path))
-    xs = x - x.amax(dim=dim, keepdim=True)
-    e, exp_spikes = module(xs)
-    counts = si_norm(e, dim=dim, n_spike=n_spike)
-    probs = counts.to(x.dtype) / float(n_spike) if n_spike else torch.zeros_like(x)
+    x64 = x.to(torch.promote_types(x.dtype, torch.float64))
+    probs, exp_spikes, counts = softmax_by_spikes(
+        x64, dim, module.T.tolist(), module.h.tolist(), module.d.tolist(), module.lo, int(n_spike), v0
+    )
+    xs = x64 - x64.amax(dim=dim, keepdim=True)
     n_rows = x.numel() // max(1, x.shape[dim]) if x.dim() else 1
     stats: dict[str, Any] = {
-        "exp_spikes": exp_spikes,
-        "norm_spikes": counts,
+        "exp_spikes": exp_spikes.to(torch.int64),
+        "norm_spikes": counts.to(torch.int64),
         "exp_spike_total": int(exp_spikes.sum()),
         "norm_spike_total": int(counts.sum()),
         "input_spike_total": int(n_rows * n_spike),
@@ -213,4 +266,4 @@ def spiking_softmax(
         "R_fit": module.R,
         "n_spike": int(n_spike),
     }
-    return probs, stats
+    return probs.to(x.dtype), stats

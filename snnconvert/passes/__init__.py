@@ -59,4 +59,4 @@ def run_pass(name: str, g: Graph, params: dict[str, Any], ctx: PassContext) -> G
     return d.fn(g, full, ctx)
 
 
-from snnconvert.passes import fold, normalize, spikify  # noqa: E402,F401  (register the passes)
+from snnconvert.passes import fold, normalize, softmax, spikify  # noqa: E402,F401  (register the passes)

@@ -18,7 +18,7 @@ from snnconvert.errors import InputError, UnsupportedModelError
 from snnconvert.ir.execute import Executor
 from snnconvert.ir.graph import Graph
 from snnconvert.ir.registry import get
-from snnconvert.sim.simulator import Sig, Simulator
+from snnconvert.sim.simulator import INTERNAL, Sig, Simulator
 
 MAX_TIMESTEPS = 100_000
 
@@ -171,6 +171,12 @@ def result_json(res: SimResult, snn: Graph) -> dict:
                 continue
             v = snn.values[o]
             spikes = float(res.events[o].sum()) if o in res.events else 0.0
+            inside = {
+                k.split(INTERNAL, 1)[1]: float(e.sum()) / n
+                for k, e in res.events.items()
+                if k.startswith(o + INTERNAL)
+            }
+            spikes += sum(inside.values()) * n
             neurons = v.numel
             f = res.layer_fid[o]
             layers.append(
@@ -188,6 +194,8 @@ def result_json(res: SimResult, snn: Graph) -> dict:
                     "static": bool(res.static.get(o, False)),
                 }
             )
+            if inside:  # neurons inside the op (SpikingSoftmax): per kind, per sample
+                layers[-1]["internal_spikes_per_sample"] = inside
     j = {
         "timesteps": T,
         "samples": n,

@@ -28,6 +28,11 @@ from snnconvert.ir.registry import get, run_op
 from snnconvert.neurons.integrate_fire import if_steps
 
 ANALOG_MODES = ("mean", "step")
+INTERNAL = "#"  # record key of the spikes inside an op: f"{output}#{kind}" (e.g. SpikingSoftmax)
+
+
+def internal_key(value: str, kind: str) -> str:
+    return f"{value}{INTERNAL}{kind}"
 
 
 @dataclass
@@ -107,12 +112,28 @@ class Simulator:
             return [self._neuron(n, attrs, ins, tc, steps, state, record)]
         stream = frozenset(i for i, s in enumerate(ins) if not s.static)
         if not stream:
-            return [Sig(o, True) for o in run_op(n.op, n.attrs, [s.data for s in ins])]
+            return [Sig(o, True) for o in self._apply(n, [s.data for s in ins], record)]
         if op.affine_in(stream):
             return self._affine(n, ins, stream, tc, steps)
         if self.analog_mode == "step":
-            return self._per_step(n, ins, tc)
-        return self._decoded(n, ins, stream, tc, steps, state)
+            return self._per_step(n, ins, tc, record)
+        return self._decoded(n, ins, stream, tc, steps, state, record)
+
+    @staticmethod
+    def _apply(
+        n: Node, args: list[torch.Tensor], record: dict[str, torch.Tensor] | None
+    ) -> list[torch.Tensor]:
+        """run_op, recording the spikes inside ops that have neurons inside (summed over the
+        folded time x batch axis)."""
+        op = get(n.op)
+        if op.events is None or record is None:
+            return run_op(n.op, n.attrs, args)
+        out, ev = op.events(op.with_defaults(n.attrs), *args)
+        for kind, e in ev.items():
+            key = internal_key(n.outputs[0], kind)
+            tot = e.sum(0)
+            record[key] = record[key] + tot if key in record else tot
+        return list(out) if isinstance(out, (tuple, list)) else [out]
 
     @staticmethod
     def _time_shape(steps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -151,7 +172,7 @@ class Simulator:
     def _is_const(self, n: Node, i: int) -> bool:
         return n.inputs[i] in self.consts
 
-    def _per_step(self, n: Node, ins: list[Sig], tc: int) -> list[Sig]:
+    def _per_step(self, n: Node, ins: list[Sig], tc: int, record=None) -> list[Sig]:
         args = [
             _fold(s.data)
             if not s.static
@@ -162,9 +183,9 @@ class Simulator:
             )
             for i, s in enumerate(ins)
         ]
-        return [Sig(_unfold(o, tc), False) for o in run_op(n.op, n.attrs, args)]
+        return [Sig(_unfold(o, tc), False) for o in self._apply(n, args, record)]
 
-    def _decoded(self, n, ins, stream, tc, steps, state) -> list[Sig]:
+    def _decoded(self, n, ins, stream, tc, steps, state, record=None) -> list[Sig]:
         """f applied to the decoded running inputs; emits increments of the output's running value."""
         args = []
         for i, s in enumerate(ins):
@@ -187,7 +208,7 @@ class Simulator:
                 dec = total
             args.append(_fold(dec))
         outs = []
-        for k, o in enumerate(run_op(n.op, n.attrs, args)):
+        for k, o in enumerate(self._apply(n, args, record)):
             f = _unfold(o, tc)
             key = f"{n.name}/out{k}"
             prev = state.get(key)

@@ -4,39 +4,19 @@ non-zero exit and no partial outputs, and the portable SNN run without snnconver
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from snnconvert.cli import main
+from helpers import assert_portable_matches_simulator, run_cli
 
 T = 8
 SAMPLES = 96
 
 
-def cli(*args: str) -> tuple[int, str, str]:
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    import io
-    from contextlib import redirect_stderr, redirect_stdout
-
-    from snnconvert import cli as c
-
-    out, err = io.StringIO(), io.StringIO()
-    old = c.out.file, c.err.file
-    c.out.file, c.err.file = out, err
-    code = 0
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            main(list(args))
-    except SystemExit as e:
-        code = int(e.code or 0)
-    finally:
-        c.out.file, c.err.file = old
-    return code, out.getvalue(), err.getvalue()
+cli = run_cli
 
 
 @pytest.fixture(scope="session")
@@ -124,34 +104,8 @@ def test_snn_dir_summary_labels_what_is_analog(pipeline):
 
 
 def test_portable_snn_runs_without_snnconvert(pipeline, tmp_path):
-    d = pipeline
-    x = np.load(d / "ex" / "test.npz")["x"][:16]
-    np.save(tmp_path / "x.npy", x)
-    code = f"""
-import sys; sys.modules['snnconvert'] = None
-import json, numpy as np, torch
-step = torch.export.load({str(d / "snn" / "portable" / "snn_step.pt2")!r}).module()
-meta = json.load(open({str(d / "snn" / "portable" / "portable.json")!r}))
-x = torch.from_numpy(np.load({str(tmp_path / "x.npy")!r}))
-state = [torch.zeros(len(x), *s['shape']) for s in meta['state']]
-total = 0
-for t in range({T}):
-    y, *state = step(x, torch.tensor(t), *state)
-    total = total + y
-np.save({str(tmp_path / "y.npy")!r}, (total / {T}).numpy())
-"""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    r = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    from snnconvert.api import load_snn
-    from snnconvert.sim.simulator import Simulator
-
-    snn, _ = load_snn(d / "snn")
-    sim = Simulator(snn)
-    dec, _ = sim.decode(sim.run_chunk({"x": x}, 0, T, {})[snn.outputs[0]], 0, T, None)
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), dec[-1].numpy(), atol=1e-4, rtol=1e-4)
+    x = np.load(pipeline / "ex" / "test.npz")["x"][:16]
+    assert_portable_matches_simulator(pipeline / "snn", x, T, tmp_path)
 
 
 # -- errors: one line, non-zero exit, no output left behind -----------------------------------------

@@ -1,0 +1,87 @@
+"""Ops that replace an analog function by a small network of neurons that settles within one
+application: SpikingSoftmax (SIT 2024's SI-exp + SI-norm). The simulator applies them like any other
+non-affine op (to the decoded running input) and records the spikes inside, which the energy report
+turns into accumulates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from snnconvert.ir.registry import Attr, OpDef, numel, register
+from snnconvert.neurons.fewspike import softmax_by_spikes
+
+FLOATS = (list, tuple)
+
+
+def _spiking_softmax_events(
+    a: dict[str, Any], x: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    if not (len(a["T"]) == len(a["h"]) == len(a["d"]) and len(a["T"]) > 0):
+        raise ValueError(
+            f"SI-exp tables T, h, d must have one equal, non-zero length, got {len(a['T'])}, "
+            f"{len(a['h'])}, {len(a['d'])}"
+        )
+    probs, exp_spikes, norm_spikes = softmax_by_spikes(
+        x, a["axis"], a["T"], a["h"], a["d"], float(a["lo"]), int(a["n_spike"]), float(a["v0"])
+    )
+    return probs, {"siexp": exp_spikes, "sinorm": norm_spikes}
+
+
+def _rows(a: dict[str, Any], shape) -> tuple[int, int]:
+    """(elements, rows) per sample."""
+    n = numel(shape)
+    return n, n // max(1, shape[a["axis"]])
+
+
+def _softmax_equivalent_cost(a, ins, outs):
+    """What the layer costs in the ANN (a softmax), so ANN and SNN rows compare like for like."""
+    n = numel(outs[0])
+    return {"exp": n, "add": n, "div": n, "cmp": n}
+
+
+def _spiking_softmax_snn_cost(a, ins, outs, events: dict[str, float], executions: int):
+    """Per sample, `events` summed over elements and executions.
+
+    Spike-driven (ACs): every SI-exp spike adds d(t) to its neuron's output e_i; every one of the
+    n_spike input spikes of a row adds each neuron's weight e_i to its membrane (n_spike x N).
+    Analog, listed honestly: the row maximum (one comparison per element) and the shift x - max,
+    SI-norm's threshold sum_j e_j, a threshold comparison per neuron and sub-step, and a reset
+    (subtraction of h(t) or V_th) per spike."""
+    n, _rows_n = _rows(a, outs[0])
+    K, ns = len(a["T"]), int(a["n_spike"])
+    siexp, sinorm = float(events.get("siexp", 0.0)), float(events.get("sinorm", 0.0))
+    acs = siexp + float(ns * n * executions)
+    other = {
+        "cmp": float(n * (1 + K + ns) * executions),
+        "add": float(2 * n * executions) + siexp + sinorm,
+    }
+    return acs, other
+
+
+register(
+    OpDef(
+        "SpikingSoftmax",
+        lambda a, x: _spiking_softmax_events(a, x)[0],
+        attrs={
+            "axis": Attr(int, -1),
+            "n_spike": Attr(int, 64),
+            "v0": Attr((int, float), 0.0),
+            "lo": Attr((int, float), required=True),
+            "T": Attr(FLOATS, required=True),
+            "h": Attr(FLOATS, required=True),
+            "d": Attr(FLOATS, required=True),
+            "table": Attr(str, ""),
+        },
+        cost=_softmax_equivalent_cost,
+        events=_spiking_softmax_events,
+        snn_cost=_spiking_softmax_snn_cost,
+        analog_parts="row max, SI-norm threshold sum",
+        doc=(
+            "SIT Spiking-Softmax: row max subtracted, SI-exp few-spike neurons (K = len(T) steps, "
+            "table fitted on [lo, 0], inputs below lo give 0), SI-norm IF neurons driven by n_spike "
+            "input spikes (membrane starting at v0 x threshold); output = count / n_spike"
+        ),
+    )
+)
