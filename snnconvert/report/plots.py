@@ -35,6 +35,14 @@ def plot_accuracy(j: dict[str, Any], path: str | Path) -> None:
         ax.axhline(
             100 * j["ann_accuracy"], color="k", ls="--", lw=1, label=f"ANN {100 * j['ann_accuracy']:.2f}%"
         )
+        if j.get("limit_accuracy") is not None:
+            ax.axhline(
+                100 * j["limit_accuracy"],
+                color="tab:red",
+                ls=":",
+                lw=1,
+                label=f"converged (T -> inf) {100 * j['limit_accuracy']:.2f}%",
+            )
     if j["agreement"] and j["agreement"][0] is not None:
         ax.plot(ts, [100 * a for a in j["agreement"]], label="agreement with ANN", alpha=0.8)
     else:

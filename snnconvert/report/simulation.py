@@ -13,6 +13,20 @@ def checkpoints(T: int) -> list[int]:
     return pts
 
 
+def limit_notes(j: dict[str, Any], tolerance_pp: float = 0.5) -> list[str]:
+    """Say so when the conversion itself, not the number of steps, costs accuracy."""
+    if not j.get("labelled") or j.get("limit_accuracy") is None:
+        return []
+    gap = 100 * (j["ann_accuracy"] - j["limit_accuracy"])
+    if gap <= tolerance_pp:
+        return []
+    return [
+        f"the converted network itself scores {100 * j['limit_accuracy']:.2f}% with every neuron settled "
+        f"({gap:.2f} pp below the ANN): more timesteps cannot recover this; check the conversion notes "
+        "(e.g. maxpool_to_avgpool on a model trained with MaxPool, or a low --percentile)"
+    ]
+
+
 def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) -> None:
     n, T = j["samples"], j["timesteps"]
     t = Table(
@@ -34,8 +48,13 @@ def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) 
         row += ["-" if agr is None else f"{100 * agr:.2f}%", "-" if cos is None else f"{cos:.4f}"]
         t.add_row(*row)
     if j.get("labelled"):
-        t.caption = f"ANN accuracy {100 * j['ann_accuracy']:.2f}%"
+        t.caption = (
+            f"ANN accuracy {100 * j['ann_accuracy']:.2f}%; the converted network converges to "
+            f"{100 * j['limit_accuracy']:.2f}% (T -> inf)"
+        )
     console.print(t)
+    for note in limit_notes(j):
+        console.print(f"note: {note}")
     lt = Table(title="per layer (decoded value at T vs ANN activation)")
     for c in ("layer", "op", "domain", "spikes/sample", "firing rate", "cosine", "rel. error"):
         lt.add_column(c, justify="left" if c in ("layer", "op", "domain") else "right")

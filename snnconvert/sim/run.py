@@ -56,6 +56,10 @@ class SimResult:
     samples: int
     labelled: bool
     ann_correct: int = 0
+    # the converted graph run as a plain network (each neuron replaced by what it converges to:
+    # clipping, quantisation; structural changes such as MaxPool -> AvgPool included): T -> inf
+    limit_correct: int = 0
+    limit_agree: int = 0
     snn_correct: np.ndarray | None = None  # [T]
     agree: np.ndarray | None = None  # [T]
     out_fid: list[_Fid] = field(default_factory=list)  # per t (unlabelled data and always for outputs)
@@ -92,6 +96,7 @@ def simulate(
     mode = analog_mode or snn.meta.get("analog_mode", "mean")
     sim = Simulator(snn, device=device, analog_mode=mode)
     ex = Executor(ann, device=device)
+    lim = Executor(snn, device=device)
     scale = snn.meta.get("value_scale", {})
     tracked = [
         o
@@ -108,6 +113,7 @@ def simulate(
     for _start, feeds, labels in data.batches(batch_size, n):
         ann_vals = ex.run(feeds, keep=set(tracked))
         ann_out = ann_vals[ann.outputs[0]]
+        lim_out = lim.run(feeds)[out_name]
 
         def observe(name: str, sig: Sig, ann_vals=ann_vals) -> None:
             if name not in res.layer_fid:
@@ -122,6 +128,7 @@ def simulate(
         if dec.dim() > 3 and int(np.prod(dec.shape[2:])) == dec.shape[-1]:
             dec = dec.reshape(dec.shape[0], dec.shape[1], -1)  # [B, 1, C] logits -> [B, C]
             ann_out = ann_out.reshape(ann_out.shape[0], -1)
+            lim_out = lim_out.reshape(lim_out.shape[0], -1)
         for t in range(timesteps):
             res.out_fid[t].add(dec[t], ann_out)
         if labels is not None and dec.dim() != 3:
@@ -134,6 +141,8 @@ def simulate(
             pred = dec.argmax(-1)  # [T, B]
             ann_pred = ann_out.argmax(-1)
             res.agree += (pred == ann_pred.unsqueeze(0)).reshape(timesteps, -1).sum(1).cpu().numpy()
+            lim_pred = lim_out.argmax(-1)
+            res.limit_agree += int((lim_pred == ann_pred).sum())
             if labels is not None:
                 y = torch.from_numpy(labels).to(pred.device)
                 if int(y.max()) >= dec.shape[-1] or int(y.min()) < 0:
@@ -142,6 +151,7 @@ def simulate(
                     )
                 res.snn_correct += (pred == y.unsqueeze(0)).reshape(timesteps, -1).sum(1).cpu().numpy()
                 res.ann_correct += int((ann_pred == y).sum())
+                res.limit_correct += int((lim_pred == y).sum())
         if progress is not None:
             progress(len(next(iter(feeds.values()))))
     for name, e in res.events.items():
@@ -207,9 +217,13 @@ def result_json(res: SimResult, snn: Graph) -> dict:
         "layers": layers,
         "total_spikes_per_sample": sum(float(e.sum()) for e in res.events.values()) / n,
     }
+    # what the SNN converges to as T grows (the converted graph run as a network): separates the
+    # loss the conversion itself causes from the loss of too few timesteps
+    j["limit_agreement"] = res.limit_agree / n if res.classified else None
     if res.labelled:
         j["ann_accuracy"] = res.ann_correct / n
         j["snn_accuracy"] = [float(c) / n for c in res.snn_correct]
+        j["limit_accuracy"] = res.limit_correct / n
     return j
 
 
