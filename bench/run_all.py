@@ -22,6 +22,7 @@ KNOWN = (
     "bench_sketch",
     "bench_calibrate",
     "bench_mueller_grid",
+    "bench_spiking_softmax",
     "bench_simulator",
     "bench_spikingjelly",
     "fuzz_onnx",
