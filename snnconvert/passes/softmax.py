@@ -114,6 +114,12 @@ def softmax_to_spiking(g: Graph, params: dict[str, Any], ctx: PassContext) -> Gr
                 f"softmax_to_spiking: '{n.name}': scores reach -{R:.3g} below the row max, wider than the widest "
                 f"fitted SI-exp range [{lo:g}, 0]; {100 * (under or 0):.3g}% of them underflow to 0"
             )
+        else:
+            ctx.notes.append(
+                f"softmax_to_spiking: '{n.name}': SI-exp K={K} fitted on [{lo:g}, 0] (exp RMSE "
+                f"{float(entry['rmse']):.4f}) for scores down to -{R:.3g} below the row max"
+                + (f", {100 * under:.3g}% underflow" if under is not None else "")
+            )
         n.op = "SpikingSoftmax"
         n.attrs = {
             "axis": int(n.attrs.get("axis", -1)),
