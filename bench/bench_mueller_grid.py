@@ -4,7 +4,7 @@ One simulation per setting gives the whole accuracy-vs-t curve."""
 
 from __future__ import annotations
 
-from bench.common import example_dir, recipe_variant, write_result
+from bench.common import accuracy_curve, example_dir, recipe_variant, write_result
 from snnconvert.api import run_conversion, run_simulation
 
 TS = (4, 8, 16, 32, 50)
@@ -21,15 +21,11 @@ def main() -> None:
                 snn = d / f"snn-{p}-{v0}"
                 run_conversion(ex / "model.onnx", d / "calib.json", recipe, snn, percentile=p, portable=False)
                 j = run_simulation(snn, ex / "test.npz", max(TS), analog_mode=mode)
-                ann = j["ann_accuracy"]
                 row = {
                     "analog_mode": mode,
                     "percentile": p,
                     "v0": v0,
-                    "ann_accuracy": ann,
-                    "samples": j["samples"],
-                    "snn_accuracy": {t: j["snn_accuracy"][t - 1] for t in TS},
-                    "loss_pp": {t: round(100 * (ann - j["snn_accuracy"][t - 1]), 3) for t in TS},
+                    **accuracy_curve(j, TS),
                     "agreement": {t: j["agreement"][t - 1] for t in TS},
                 }
                 rows.append(row)

@@ -4,8 +4,8 @@ Per K: the SI-exp exp RMSE on the table each attention layer got (the smallest f
 covering 99.9 % of its calibrated row-max-shifted scores) and on [-1, 0]; the softmax MSE on every
 attention row of the 540 test samples (what SIT reports as 0.013991); the accuracy loss of the
 converted ViT (sit2024 with K changed) against the ANN, as a curve over t; spikes inside the
-softmax and its energy. Also SIT's own SI-norm (membrane from 0: floored probabilities) and
-mueller2021 + spiking softmax.
+softmax and its energy. Also SIT's own SI-norm (membrane from 0: floored probabilities), fewer or
+more SI-norm input spikes (n_spike 16 / 32 / 128: error vs energy) and mueller2021 + spiking softmax.
 
     python -m bench.bench_spiking_softmax
 """
@@ -17,7 +17,7 @@ import json
 import numpy as np
 import torch
 
-from bench.common import example_dir, recipe_variant, write_result
+from bench.common import accuracy_curve, example_dir, recipe_variant, write_result
 from snnconvert.api import load_model, load_snn, run_conversion, run_simulation
 from snnconvert.energy.report import build_report
 from snnconvert.ir.execute import Executor
@@ -51,14 +51,11 @@ def run_one(d, ex, tag: str, base: str, **params) -> dict:
     mse = attention_mse(ann, snn, x)
     info = snn.meta["spiking_softmax"]
     sm_layers = [layer for layer in e["layers"] if layer["op"] == "SpikingSoftmax"]
-    acc = j["ann_accuracy"]
     row = {
         "tag": tag,
         "recipe": base,
         "params": params,
-        "ann_accuracy": acc,
-        "snn_accuracy": {t: j["snn_accuracy"][t - 1] for t in TS},
-        "loss_pp": {t: round(100 * (acc - j["snn_accuracy"][t - 1]), 3) for t in TS},
+        **accuracy_curve(j, TS),
         "layers": {
             name: {
                 **info[name],
@@ -86,6 +83,8 @@ def main() -> None:
     ex = d / "ex"
     rows = [run_one(d, ex, f"K{K}", "sit2024", softmax_to_spiking={"K": K}) for K in (8, 12, 16)]
     rows.append(run_one(d, ex, "K12-floor", "sit2024", softmax_to_spiking={"K": 12, "v0": 0.0}))
+    for ns in (16, 32, 128):  # SI-norm input spikes: accuracy vs the softmax's energy
+        rows.append(run_one(d, ex, f"K12-n{ns}", "sit2024", softmax_to_spiking={"K": 12, "n_spike": ns}))
     rows.append(run_one(d, ex, "mueller-K12", "mueller2021_spiking_softmax"))
     path = write_result("spiking_softmax", {"rows": rows, "timesteps": list(TS)})
     print(json.dumps({r["tag"]: r["loss_pp"][50] for r in rows}))

@@ -36,6 +36,17 @@ def recipe_variant(base: str, d: Path, tag: str, **pass_params) -> str:
     return str(p)
 
 
+def accuracy_curve(j: dict, ts) -> dict:
+    """A simulation result's ANN accuracy and, at each t in ts, SNN accuracy and loss in pp."""
+    ann = j["ann_accuracy"]
+    return {
+        "ann_accuracy": ann,
+        "samples": j["samples"],
+        "snn_accuracy": {t: j["snn_accuracy"][t - 1] for t in ts},
+        "loss_pp": {t: round(100 * (ann - j["snn_accuracy"][t - 1]), 3) for t in ts},
+    }
+
+
 def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     payload = {
