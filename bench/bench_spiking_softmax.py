@@ -56,6 +56,7 @@ def run_one(d, ex, tag: str, base: str, **params) -> dict:
         "recipe": base,
         "params": params,
         **accuracy_curve(j, TS),
+        "curve": j["snn_accuracy"],  # every t = 1..50, for the plot
         "layers": {
             name: {
                 **info[name],
@@ -87,8 +88,30 @@ def main() -> None:
         rows.append(run_one(d, ex, f"K12-n{ns}", "sit2024", softmax_to_spiking={"K": 12, "n_spike": ns}))
     rows.append(run_one(d, ex, "mueller-K12", "mueller2021_spiking_softmax"))
     path = write_result("spiking_softmax", {"rows": rows, "timesteps": list(TS)})
+    plot(rows, path.with_suffix(".png"))
     print(json.dumps({r["tag"]: r["loss_pp"][50] for r in rows}))
     print(f"-> {path}")
+
+
+def plot(rows: list[dict], path) -> None:
+    """Accuracy vs t for each setting, the ANN as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for r in rows:
+        ax.plot(range(1, len(r["curve"]) + 1), [100 * a for a in r["curve"]], label=r["tag"], lw=1.2)
+    ax.axhline(100 * rows[0]["ann_accuracy"], color="k", ls="--", lw=1, label="ANN")
+    ax.set_ylim(95, 100)
+    ax.set_xlabel("timestep t")
+    ax.set_ylabel("accuracy on 540 test digits (%)")
+    ax.set_title("Built-in ViT with SIT Spiking-Softmax (sit2024 variants)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
