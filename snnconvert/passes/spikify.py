@@ -98,6 +98,34 @@ def assign_domains(g: Graph, coding: str) -> None:
             g.values[o].coding = coding if spike else None
 
 
+def histogram(sk) -> tuple[np.ndarray, np.ndarray]:
+    """A calibration sketch as (value, count) pairs: each bucket's representative value, ascending."""
+    idx = np.arange(len(sk.positive_counts)) + sk.first_bucket_index
+    rep = 2.0 * np.power(sk.gamma, idx.astype(np.float64)) / (sk.gamma + 1.0)
+    values = np.concatenate([-rep[::-1], [0.0], rep])
+    counts = np.concatenate([sk.negative_counts[::-1], [sk.zero_count], sk.positive_counts])
+    keep = counts > 0
+    return np.clip(values[keep], sk.min, sk.max), counts[keep].astype(np.float64)
+
+
+def quantisation_error(values, counts, theta, lo: float, hi: float) -> np.ndarray:
+    """Squared error sum_j counts_j * (v_j - theta*clip(round(v_j/theta), lo, hi))^2 for each theta."""
+    th = np.asarray(theta, dtype=np.float64).reshape(-1, 1)
+    q = th * np.clip(np.round(values / th), lo, hi)
+    return ((values - q) ** 2 * counts).sum(axis=1)
+
+
+def mse_threshold(sk, lo: float, hi: float, fallback: float, candidates: int = 256) -> float:
+    """The theta (searched on a log grid up to max|x|/hi) whose count quantiser clip(round(x/theta),
+    lo, hi) has the least squared error over the calibration histogram; `fallback` if x is all 0."""
+    amax = max(abs(float(sk.min)), abs(float(sk.max)))
+    if sk.count == 0 or not amax > 0:
+        return fallback
+    values, counts = histogram(sk)
+    grid = amax / hi * np.geomspace(1.0 / 64, 1.0, candidates)
+    return float(grid[int(np.argmin(quantisation_error(values, counts, grid, lo, hi)))])
+
+
 @register_pass(
     "spike_all",
     {
@@ -109,13 +137,21 @@ def assign_domains(g: Graph, coding: str) -> None:
         ),
         "max_spikes_per_step": Param(int, 1, "events a neuron may emit in one step", lo=1, hi=64),
         "v0": Param((int, float), 0.5, "initial membrane as a fraction of the threshold", lo=0.0, hi=1.0),
+        "threshold": Param(
+            str,
+            "percentile",
+            "how theta is chosen: 'percentile' (p-th percentile of |x| / L) or 'mse' (the theta that "
+            "minimises the calibration data's squared quantisation error theta*clip(round(x/theta))",
+            choices=("percentile", "mse"),
+        ),
     },
     spikes=("*",),
 )
 def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
     """Fully spiking (count coding): a signed IF neuron after every op whose output would be analog,
     ReLUs become unsigned neurons; sums, moves and constant scalings of spikes stay spikes.
-    Threshold theta = p-th percentile of |x| / L, so L events cover the calibrated range."""
+    Threshold theta = p-th percentile of |x| / L, so L events cover the calibrated range, or (threshold
+    'mse') the theta whose quantiser has the least squared error on the calibration histogram."""
     if ctx.calibration is None:
         raise GraphError("spike_all: a calibration file is required")
     g = g.copy()
@@ -138,11 +174,14 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             sk = ctx.calibration.sketch(o)
             lam = float(sk.percentile(p)) if relu else float(sk.percentile_abs(p))
             theta = (lam if lam > 0 else max(abs(sk.max), abs(sk.min), 1e-6)) / L
+            lo = 0.0 if relu else -float(L)
+            if params["threshold"] == "mse":
+                theta = mse_threshold(sk, lo, float(L), fallback=theta)
             tname = g.unique_name(f"{n.name}_theta")
             g.initializers[tname] = np.asarray(theta, dtype=np.float32)
             attrs = {
                 "coding": "count",
-                "lo": 0.0 if relu else -float(L),
+                "lo": lo,
                 "hi": float(L),
                 "v0": float(params["v0"]),
                 "max_spikes_per_step": int(params["max_spikes_per_step"]),

@@ -106,3 +106,27 @@ def test_count_coding_settles_to_rounded_clip():
     expected = np.clip(np.round(x.numpy() / theta), -L, L)
     np.testing.assert_array_equal(count.numpy(), expected)
     np.testing.assert_array_equal(s.sum(0).numpy(), expected)
+
+
+@pytest.mark.parametrize("m", [1, 3, 4])
+def test_count_coding_multi_spike_settles_in_ceil_count_over_m_steps(m):
+    """Charge arriving whole at step 1: after t steps the count is sign(c)*min(m*t, |c|) with
+    c = clip(round(x/theta), -L, L), so a neuron of L levels settles within ceil(L/m) steps."""
+    theta, L, T = 0.25, 8, 10
+    x = torch.linspace(-2.6, 2.6, 53, dtype=torch.float64) + 0.01  # off the exact .5 rounding ties
+    cur = torch.zeros(T, 53, dtype=torch.float64)
+    cur[0] = x
+    s, _, _ = if_steps(
+        cur,
+        torch.tensor(theta, dtype=torch.float64),
+        torch.zeros(53, dtype=torch.float64),
+        torch.zeros(53, dtype=torch.float64),
+        lo=-L,
+        hi=L,
+        max_spikes=m,
+        coding="count",
+    )
+    c = np.clip(np.round(x.numpy() / theta), -L, L)
+    t = np.arange(1, T + 1)[:, None]
+    np.testing.assert_array_equal(s.cumsum(0).numpy(), np.sign(c) * np.minimum(m * t, np.abs(c)))
+    assert s.abs().max().item() <= m
