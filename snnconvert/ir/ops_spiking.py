@@ -16,8 +16,11 @@ FLOATS = (list, tuple)
 
 
 def _spiking_softmax_events(
-    a: dict[str, Any], x: torch.Tensor
+    a: dict[str, Any], x: torch.Tensor, changed: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """`changed` (like x, bool): which inputs received an event since the last application. A row
+    none of whose inputs changed is not re-evaluated (its output stands), so no spikes and no
+    work inside it; "evaluations" counts, per element, the applications that ran."""
     if not (len(a["T"]) == len(a["h"]) == len(a["d"]) and len(a["T"]) > 0):
         raise ValueError(
             f"SI-exp tables T, h, d must have one equal, non-zero length, got {len(a['T'])}, "
@@ -26,13 +29,10 @@ def _spiking_softmax_events(
     probs, exp_spikes, norm_spikes = softmax_by_spikes(
         x, a["axis"], a["T"], a["h"], a["d"], float(a["lo"]), int(a["n_spike"]), float(a["v0"])
     )
-    return probs, {"siexp": exp_spikes, "sinorm": norm_spikes}
-
-
-def _rows(a: dict[str, Any], shape) -> tuple[int, int]:
-    """(elements, rows) per sample."""
-    n = numel(shape)
-    return n, n // max(1, shape[a["axis"]])
+    run = torch.ones_like(x)
+    if changed is not None:
+        run = changed.any(dim=a["axis"], keepdim=True).expand_as(x).to(x.dtype)
+    return probs, {"siexp": exp_spikes * run, "sinorm": norm_spikes * run, "evaluations": run}
 
 
 def _softmax_equivalent_cost(a, ins, outs):
@@ -45,18 +45,17 @@ def _spiking_softmax_snn_cost(a, ins, outs, events: dict[str, float], executions
     """Per sample, `events` summed over elements and executions.
 
     Spike-driven (ACs): every SI-exp spike adds d(t) to its neuron's output e_i; every one of the
-    n_spike input spikes of a row adds each neuron's weight e_i to its membrane (n_spike x N).
-    Analog, listed honestly: the row maximum (one comparison per element) and the shift x - max,
-    SI-norm's threshold sum_j e_j, a threshold comparison per neuron and sub-step, and a reset
-    (subtraction of h(t) or V_th) per spike."""
-    n, _rows_n = _rows(a, outs[0])
+    n_spike input spikes of a row adds each neuron's weight e_i to its membrane (n_spike per
+    element and evaluation). Analog, listed honestly: the row maximum (one comparison per element)
+    and the shift x - max, SI-norm's threshold sum_j e_j, a threshold comparison per neuron and
+    sub-step, and a reset (subtraction of h(t) or V_th) per spike. A row is evaluated when one of
+    its inputs changed (every execution, if the simulation did not record evaluations)."""
+    n = numel(outs[0])
     K, ns = len(a["T"]), int(a["n_spike"])
     siexp, sinorm = float(events.get("siexp", 0.0)), float(events.get("sinorm", 0.0))
-    acs = siexp + float(ns * n * executions)
-    other = {
-        "cmp": float(n * (1 + K + ns) * executions),
-        "add": float(2 * n * executions) + siexp + sinorm,
-    }
+    evals = float(events.get("evaluations", n * executions))
+    acs = siexp + ns * evals
+    other = {"cmp": (1 + K + ns) * evals, "add": 2 * evals + siexp + sinorm}
     return acs, other
 
 

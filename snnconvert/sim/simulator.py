@@ -121,14 +121,17 @@ class Simulator:
 
     @staticmethod
     def _apply(
-        n: Node, args: list[torch.Tensor], record: dict[str, torch.Tensor] | None
+        n: Node,
+        args: list[torch.Tensor],
+        record: dict[str, torch.Tensor] | None,
+        changed: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
         """run_op, recording the spikes inside ops that have neurons inside (summed over the
-        folded time x batch axis)."""
+        folded time x batch axis); `changed` marks the inputs that received events this step."""
         op = get(n.op)
         if op.events is None or record is None:
             return run_op(n.op, n.attrs, args)
-        out, ev = op.events(op.with_defaults(n.attrs), *args)
+        out, ev = op.events(op.with_defaults(n.attrs), *args, changed=changed)
         for kind, e in ev.items():
             key = internal_key(n.outputs[0], kind)
             tot = e.sum(0)
@@ -188,6 +191,8 @@ class Simulator:
     def _decoded(self, n, ins, stream, tc, steps, state, record=None) -> list[Sig]:
         """f applied to the decoded running inputs; emits increments of the output's running value."""
         args = []
+        changed = None  # count coding: which inputs received events (an op with neurons inside
+        # re-evaluates only those rows; rate coding's running mean moves every step)
         for i, s in enumerate(ins):
             if i not in stream:
                 args.append(
@@ -196,6 +201,10 @@ class Simulator:
                     else _fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape)))
                 )
                 continue
+            if self.coding == "count" and len(stream) == 1:
+                changed = _fold(s.data != 0)
+                if state.get(f"{n.name}/in{i}") is None:  # the first step always evaluates
+                    changed[: s.data.shape[1]] = True
             key = f"{n.name}/in{i}"
             prev = state.get(key)
             total = torch.cumsum(s.data, 0)
@@ -208,7 +217,7 @@ class Simulator:
                 dec = total
             args.append(_fold(dec))
         outs = []
-        for k, o in enumerate(self._apply(n, args, record)):
+        for k, o in enumerate(self._apply(n, args, record, changed)):
             f = _unfold(o, tc)
             key = f"{n.name}/out{k}"
             prev = state.get(key)

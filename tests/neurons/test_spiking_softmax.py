@@ -264,3 +264,24 @@ def test_energy_counts_spiking_softmax_from_its_spikes():
     assert r.other["cmp"] == pytest.approx(N * (1 + 12 + 64) * T)
     assert r.other["add"] == pytest.approx(2 * N * T + siexp + sinorm)
     assert r.snn_macs == 0.0
+
+
+def test_rows_without_new_input_events_are_not_reevaluated():
+    from snnconvert.ir.registry import get
+
+    entry = table_entry(12, 8.0)
+    op = get("SpikingSoftmax")
+    a = op.with_defaults(_attrs(entry))
+    x = torch.randn(4, 3, 7, dtype=torch.float64)
+    changed = torch.zeros_like(x, dtype=torch.bool)
+    changed[0, 1, 3] = True  # one input of one row received an event
+    changed[2, :, 0] = True  # one input in each row of sample 2
+    probs, ev = op.events(a, x, changed=changed)
+    _, ev_all = op.events(a, x)
+    rows_run = changed.any(-1)  # [4, 3]
+    assert int(rows_run.sum()) == 4
+    assert torch.equal(ev["evaluations"].sum(-1), rows_run.double() * 7)
+    for k in ("siexp", "sinorm"):
+        assert torch.equal(ev[k][rows_run], ev_all[k][rows_run])
+        assert float(ev[k][~rows_run].abs().sum()) == 0.0
+    assert torch.equal(probs, run_op("SpikingSoftmax", a, [x])[0])  # the output itself is unchanged
