@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from snnconvert.ir.registry import Attr, OpDef, numel, register
+from snnconvert.ir.registry import EVALUATIONS, Attr, OpDef, numel, register
 from snnconvert.neurons.fewspike import softmax_by_spikes
 
 FLOATS = (list, tuple)
@@ -32,7 +32,7 @@ def _spiking_softmax_events(
     run = torch.ones_like(x)
     if changed is not None:
         run = changed.any(dim=a["axis"], keepdim=True).expand_as(x).to(x.dtype)
-    return probs, {"siexp": exp_spikes * run, "sinorm": norm_spikes * run, "evaluations": run}
+    return probs, {"siexp": exp_spikes * run, "sinorm": norm_spikes * run, EVALUATIONS: run}
 
 
 def _softmax_equivalent_cost(a, ins, outs):
@@ -53,7 +53,7 @@ def _spiking_softmax_snn_cost(a, ins, outs, events: dict[str, float], executions
     n = numel(outs[0])
     K, ns = len(a["T"]), int(a["n_spike"])
     siexp, sinorm = float(events.get("siexp", 0.0)), float(events.get("sinorm", 0.0))
-    evals = float(events.get("evaluations", n * executions))
+    evals = float(events.get(EVALUATIONS, n * executions))
     acs = siexp + ns * evals
     other = {"cmp": (1 + K + ns) * evals, "add": 2 * evals + siexp + sinorm}
     return acs, other

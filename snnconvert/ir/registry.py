@@ -17,6 +17,8 @@ Shape = tuple[int, ...]
 # The cost of one op application per sample, by kind of operation: "mac" (multiply-accumulate of a
 # synapse), and elementwise kinds "add", "mul", "div", "exp", "sqrt", "cmp" (comparison/select).
 Cost = dict[str, int]
+# The event kind of an op with neurons inside that counts its applications per element (not spikes).
+EVALUATIONS = "evaluations"
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from snnconvert.data.files import Dataset
 from snnconvert.errors import InputError, UnsupportedModelError
 from snnconvert.ir.execute import Executor
 from snnconvert.ir.graph import Graph
-from snnconvert.ir.registry import get
-from snnconvert.sim.simulator import INTERNAL, Sig, Simulator
+from snnconvert.ir.registry import EVALUATIONS, get
+from snnconvert.sim.simulator import INTERNAL, Sig, Simulator, is_spike_record
 
 MAX_TIMESTEPS = 100_000
 
@@ -186,7 +186,7 @@ def result_json(res: SimResult, snn: Graph) -> dict:
                 for k, e in res.events.items()
                 if k.startswith(o + INTERNAL)
             }
-            spikes += sum(inside.values()) * n
+            spikes += sum(v for k, v in inside.items() if k != EVALUATIONS) * n
             neurons = v.numel
             f = res.layer_fid[o]
             layers.append(
@@ -204,8 +204,11 @@ def result_json(res: SimResult, snn: Graph) -> dict:
                     "static": bool(res.static.get(o, False)),
                 }
             )
-            if inside:  # neurons inside the op (SpikingSoftmax): per kind, per sample
-                layers[-1]["internal_spikes_per_sample"] = inside
+            if inside:  # neurons inside the op (SpikingSoftmax): spikes per kind, and evaluations, per sample
+                layers[-1]["internal_spikes_per_sample"] = {
+                    k: v for k, v in inside.items() if k != EVALUATIONS
+                }
+                layers[-1]["evaluations_per_sample"] = inside.get(EVALUATIONS)
     j = {
         "timesteps": T,
         "samples": n,
@@ -215,7 +218,8 @@ def result_json(res: SimResult, snn: Graph) -> dict:
         "cosine": [_finite(f.cosine()) for f in res.out_fid],
         "rel_error": [_finite(f.rel_error()) for f in res.out_fid],
         "layers": layers,
-        "total_spikes_per_sample": sum(float(e.sum()) for e in res.events.values()) / n,
+        "total_spikes_per_sample": sum(float(e.sum()) for k, e in res.events.items() if is_spike_record(k))
+        / n,
     }
     # what the SNN converges to as T grows (the converted graph run as a network): separates the
     # loss the conversion itself causes from the loss of too few timesteps

@@ -24,7 +24,7 @@ import torch
 from snnconvert.errors import InputError
 from snnconvert.ir.execute import constants, last_uses, prepare_feeds
 from snnconvert.ir.graph import Graph, Node
-from snnconvert.ir.registry import get, run_op
+from snnconvert.ir.registry import EVALUATIONS, get, run_op
 from snnconvert.neurons.integrate_fire import if_steps
 
 ANALOG_MODES = ("mean", "step")
@@ -33,6 +33,10 @@ INTERNAL = "#"  # record key of the spikes inside an op: f"{output}#{kind}" (e.g
 
 def internal_key(value: str, kind: str) -> str:
     return f"{value}{INTERNAL}{kind}"
+
+
+def is_spike_record(key: str) -> bool:
+    return not key.endswith(INTERNAL + EVALUATIONS)
 
 
 @dataclass
