@@ -34,11 +34,13 @@ def if_steps(
     for t in range(current.shape[0]):
         v = u + base + current[t]
         if coding == "count":
-            up = torch.clamp(torch.floor(v / theta), min=0)
-            up = torch.minimum(torch.minimum(up, torch.full_like(up, max_spikes)), hi - count)
-            down = torch.clamp(torch.ceil(-v / theta), min=0)
-            down = torch.minimum(torch.minimum(down, torch.full_like(down, max_spikes)), count - lo)
-            s = torch.where(v >= theta, up, torch.where(v < 0, -down, torch.zeros_like(v)))
+            # +k while v >= k*theta, -k while v < -(k-1)*theta, i.e. floor(v/theta), within what
+            # the step (max_spikes) and the count's range [lo, hi] still allow
+            s = torch.clamp(
+                torch.floor(v / theta),
+                torch.clamp(lo - count, min=-max_spikes),
+                torch.clamp(hi - count, max=max_spikes),
+            )
             count = count + s
         else:
             s = torch.clamp(torch.floor(v / theta), min=0, max=max_spikes)
