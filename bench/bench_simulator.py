@@ -1,7 +1,7 @@
 """Simulator cost against the architecture's goal, "cost close to T dense forwards".
 
 On the built-in digits ViT, converted with `mueller2021` (rate, T = 50) and `spikezip_count`
-(count, fully spiking, T = 16), over the 540 test samples at batch 64 on 2 torch threads:
+(count, fully spiking, T = 8) and `sit2024` (rate with spiking softmax, T = 50), over the 540 test samples at batch 64 on 2 torch threads:
   * ann      - the reference Executor on the ANN graph, once over the test set;
   * eager    - the same ViT as a plain torch module (zoo/models.py, weights read back from the ONNX);
   * simulate - snnconvert.sim.run.simulate (what `snnconvert simulate` runs: the SNN, plus the ANN
@@ -46,7 +46,7 @@ from snnconvert.sim.simulator import Simulator  # noqa: E402
 THREADS = 2
 BATCH = 64
 REPS = 3
-RECIPES = (("mueller2021", 50), ("spikezip_count", 16))
+RECIPES = (("mueller2021", 50), ("sit2024", 50), ("spikezip_count", 8))
 
 # simulator stages for the cProfile breakdown: (label, file suffix, function name); indentation shows
 # nesting (cumulative times of nested stages are part of their parent's)
