@@ -89,20 +89,21 @@ def test_rate_count_closed_form():
         assert err <= theta / T * (0.5 if v0 == 0.5 else 1.0) + 1e-12
 
 
+def _count_neurons_charged_once(x, T, theta, L, m):
+    """Signed count neurons in [-L, L], all their charge x at step 1: (spikes [T, ...], final count)."""
+    cur = torch.zeros((T,) + tuple(x.shape), dtype=torch.float64)
+    cur[0] = x
+    zeros = torch.zeros(x.shape, dtype=torch.float64)
+    s, _, count = if_steps(
+        cur, torch.tensor(theta, dtype=torch.float64), zeros, zeros, lo=-L, hi=L, max_spikes=m, coding="count"
+    )
+    return s, count
+
+
 def test_count_coding_settles_to_rounded_clip():
     theta, L = 0.25, 6
     x = torch.linspace(-3, 3, 61, dtype=torch.float64)
-    cur = torch.zeros(L + 2, 61, dtype=torch.float64)
-    cur[0] = x
-    s, _, count = if_steps(
-        cur,
-        torch.tensor(theta, dtype=torch.float64),
-        torch.zeros(61, dtype=torch.float64),
-        torch.zeros(61, dtype=torch.float64),
-        lo=-L,
-        hi=L,
-        coding="count",
-    )
+    s, count = _count_neurons_charged_once(x, L + 2, theta, L, 1)
     expected = np.clip(np.round(x.numpy() / theta), -L, L)
     np.testing.assert_array_equal(count.numpy(), expected)
     np.testing.assert_array_equal(s.sum(0).numpy(), expected)
@@ -114,18 +115,7 @@ def test_count_coding_multi_spike_settles_in_ceil_count_over_m_steps(m):
     c = clip(round(x/theta), -L, L), so a neuron of L levels settles within ceil(L/m) steps."""
     theta, L, T = 0.25, 8, 10
     x = torch.linspace(-2.6, 2.6, 53, dtype=torch.float64) + 0.01  # off the exact .5 rounding ties
-    cur = torch.zeros(T, 53, dtype=torch.float64)
-    cur[0] = x
-    s, _, _ = if_steps(
-        cur,
-        torch.tensor(theta, dtype=torch.float64),
-        torch.zeros(53, dtype=torch.float64),
-        torch.zeros(53, dtype=torch.float64),
-        lo=-L,
-        hi=L,
-        max_spikes=m,
-        coding="count",
-    )
+    s, _ = _count_neurons_charged_once(x, T, theta, L, m)
     c = np.clip(np.round(x.numpy() / theta), -L, L)
     t = np.arange(1, T + 1)[:, None]
     np.testing.assert_array_equal(s.cumsum(0).numpy(), np.sign(c) * np.minimum(m * t, np.abs(c)))
