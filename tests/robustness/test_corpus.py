@@ -432,6 +432,12 @@ def _(env, tmp):
     return convert_run(env, tmp, ["bad_recipe.yaml", "passes[3].relu_to_if.threshold"], recipe=p)
 
 
+@case("recipe-spiking-softmax-no-table")
+def _(env, tmp):
+    p = recipe_file(tmp, lambda r: r["passes"].append({"softmax_to_spiking": {"K": 10}}))
+    return convert_run(env, tmp, ["bad_recipe.yaml", "passes[4].softmax_to_spiking.K", "10"], recipe=p)
+
+
 @case("recipe-timesteps-wrong-type")
 def _(env, tmp):
     p = recipe_file(tmp, lambda r: r.update(timesteps="fifty"))
@@ -583,6 +589,18 @@ def _(env, tmp):
 
     d, node = _tamper(env, tmp, edit)
     return simulate_run(d, env, tmp, ["graph.json", node, "axis"])
+
+
+@case("snn-graph-spiking-softmax-table-mismatch")
+def _(env, tmp):
+    def edit(j):
+        n = next(n for n in j["nodes"] if n["op"] == "Softmax")
+        n["op"] = "SpikingSoftmax"
+        n["attrs"] = {"axis": -1, "lo": -4.0, "T": [-1.0, -2.0, -3.0], "h": [1.0, 1.0], "d": [0.5, 0.2, 0.1]}
+        return n["name"]
+
+    d, node = _tamper(env, tmp, edit)
+    return simulate_run(d, env, tmp, ["graph.json", node, "equal"])
 
 
 @case("snn-graph-shape-not-a-list")
