@@ -486,12 +486,18 @@ class QuantileSketch:
         Returns a float for a scalar ``p``, else an array of ``p``'s shape.
         """
         arr, scalar = self._parse_p(p)
+        values, counts = self.histogram()
+        res = self._quantiles(values, counts, self._min, self._max, arr)
+        return float(res) if scalar else res
+
+    def histogram(self) -> tuple[np.ndarray, np.ndarray]:
+        """The sketched values as (representative value, count) per non-empty bucket, ascending;
+        zeros as the value 0. Values are not clipped to [min, max]."""
         pos = np.flatnonzero(self._store)
         signed = pos - self._top
         values = np.copysign(self._representative(np.abs(signed)), signed)
         values[signed == 0] = 0.0
-        res = self._quantiles(values, self._store[pos], self._min, self._max, arr)
-        return float(res) if scalar else res
+        return values, self._store[pos]
 
     def percentile_abs(self, p: float | Sequence[float]) -> float | np.ndarray:
         """Estimate ``numpy.percentile(abs(all_values), p)``."""

@@ -18,7 +18,7 @@ from snnconvert.calibrate.observe import MOVES
 from snnconvert.inspect import node_cost, node_shapes
 from snnconvert.ir.graph import Graph, Node
 from snnconvert.ir.registry import get, run_op
-from snnconvert.sim.simulator import INTERNAL
+from snnconvert.sim.simulator import internal_records
 
 SYNAPTIC = {"Linear", "Conv", "MatMul"}
 POOLS = {"AvgPool"}
@@ -136,11 +136,7 @@ def count_nodes(
         row.events_in = float(sum(np.sum(ev[i]) for i in spike_in if i in ev))
         op = get(n.op)
         if op.snn_cost is not None:
-            inside = {
-                k.split(INTERNAL, 1)[1]: float(np.sum(v))
-                for k, v in ev.items()
-                if k.startswith(out + INTERNAL)
-            }
+            inside = {k: float(np.sum(v)) for k, v in internal_records(ev, out).items()}
             shapes = node_shapes(g, n)
             row.snn_acs, row.other = op.snn_cost(op.with_defaults(n.attrs), *shapes, inside, execs)
             row.internal = True

@@ -38,6 +38,7 @@ __all__ = [
     "FewSpikeExp",
     "load_tables",
     "table_entry",
+    "covering_table",
     "si_norm",
     "si_norm_counts",
     "siexp",
@@ -67,8 +68,9 @@ def load_tables(path: str | Path | None = None) -> dict[str, Any]:
     return _load_tables_cached(str(path if path is not None else TABLES_PATH))
 
 
-def table_entry(K: int, R: float, path: str | Path | None = None) -> dict[str, Any]:
-    """The table for ``K`` steps fitted on ``[-R_fit, 0]`` with the smallest ``R_fit >= R``."""
+def covering_table(K: int, R: float, path: str | Path | None = None) -> tuple[dict[str, Any], bool]:
+    """The table for ``K`` steps fitted on ``[-R_fit, 0]`` with the smallest ``R_fit >= R``; if none
+    covers ``R``, the widest one and False."""
     try:
         R = float(R)
     except (TypeError, ValueError):
@@ -82,10 +84,19 @@ def table_entry(K: int, R: float, path: str | Path | None = None) -> dict[str, A
         raise InputError(f"no fitted SI-exp table for K={K}")
     fits = sorted(entries, key=lambda e: -float(e["range"][0]))
     for e in fits:
-        if -float(e["range"][0]) >= float(R) - 1e-12:
-            return e
-    largest = -float(fits[-1]["range"][0])
-    raise InputError(f"no SI-exp table for K={K} covers R={R} (largest fitted range is [-{largest:g}, 0])")
+        if -float(e["range"][0]) >= R - 1e-12:
+            return e, True
+    return fits[-1], False
+
+
+def table_entry(K: int, R: float, path: str | Path | None = None) -> dict[str, Any]:
+    """The table for ``K`` steps fitted on ``[-R_fit, 0]`` with the smallest ``R_fit >= R``."""
+    e, covered = covering_table(K, R, path)
+    if not covered:
+        raise InputError(
+            f"no SI-exp table for K={K} covers R={R} (largest fitted range is [{float(e['range'][0]):g}, 0])"
+        )
+    return e
 
 
 class FewSpikeExp(torch.nn.Module):

@@ -11,43 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from snnconvert.calibrate.observe import shifted_key
 from snnconvert.calibrate.sketch import QuantileSketch
 from snnconvert.errors import GraphError
 from snnconvert.ir.graph import Graph
-from snnconvert.neurons.fewspike import load_tables
+from snnconvert.neurons.fewspike import covering_table
 from snnconvert.passes import Param, PassContext, register_pass
 
 
 def fraction_below(s: QuantileSketch, x: float) -> float:
-    """Fraction of the sketched values below x (bisection on the percentile; sketch accuracy)."""
-    if s.count == 0 or x <= s.min:
+    """Fraction of the sketched values below x (to the sketch's bucket resolution)."""
+    if s.count == 0:
         return 0.0
-    if x > s.max:
-        return 1.0
-    lo, hi = 0.0, 100.0
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        if float(s.percentile(mid)) < x:
-            lo = mid
-        else:
-            hi = mid
-    return lo / 100.0
-
-
-def pick_table(K: int, R: float) -> tuple[dict[str, Any], bool]:
-    """The table for K steps on the smallest fitted [-R_fit, 0] with R_fit >= R, or the widest one
-    (second value False: the range is not covered)."""
-    fits = sorted(
-        (e for e in load_tables()["tables"] if int(e["K"]) == K and float(e["range"][1]) == 0.0),
-        key=lambda e: -float(e["range"][0]),
-    )
-    if not fits:
-        raise GraphError(f"softmax_to_spiking: no fitted SI-exp table for K={K}")
-    for e in fits:
-        if -float(e["range"][0]) >= R - 1e-12:
-            return e, True
-    return fits[-1], False
+    values, counts = s.histogram()
+    return float(counts[np.clip(values, s.min, s.max) < x].sum()) / s.count
 
 
 def _calibrated_range(g: Graph, n, ctx: PassContext, coverage: float) -> tuple[float, QuantileSketch | None]:
@@ -106,7 +85,7 @@ def softmax_to_spiking(g: Graph, params: dict[str, Any], ctx: PassContext) -> Gr
             R = float(params["range"])
         else:
             R, sketch = _calibrated_range(g, n, ctx, float(params["coverage"]))
-        entry, covered = pick_table(K, R)
+        entry, covered = covering_table(K, R)
         lo = float(entry["range"][0])
         under = fraction_below(sketch, lo) if sketch is not None else None
         if not covered:

@@ -98,16 +98,6 @@ def assign_domains(g: Graph, coding: str) -> None:
             g.values[o].coding = coding if spike else None
 
 
-def histogram(sk) -> tuple[np.ndarray, np.ndarray]:
-    """A calibration sketch as (value, count) pairs: each bucket's representative value, ascending."""
-    idx = np.arange(len(sk.positive_counts)) + sk.first_bucket_index
-    rep = 2.0 * np.power(sk.gamma, idx.astype(np.float64)) / (sk.gamma + 1.0)
-    values = np.concatenate([-rep[::-1], [0.0], rep])
-    counts = np.concatenate([sk.negative_counts[::-1], [sk.zero_count], sk.positive_counts])
-    keep = counts > 0
-    return np.clip(values[keep], sk.min, sk.max), counts[keep].astype(np.float64)
-
-
 def quantisation_error(values, counts, theta, lo: float, hi: float) -> np.ndarray:
     """Squared error sum_j counts_j * (v_j - theta*clip(round(v_j/theta), lo, hi))^2 for each theta."""
     th = np.asarray(theta, dtype=np.float64).reshape(-1, 1)
@@ -121,7 +111,8 @@ def mse_threshold(sk, lo: float, hi: float, fallback: float, candidates: int = 2
     amax = max(abs(float(sk.min)), abs(float(sk.max)))
     if sk.count == 0 or not amax > 0:
         return fallback
-    values, counts = histogram(sk)
+    values, counts = sk.histogram()
+    values, counts = np.clip(values, sk.min, sk.max), counts.astype(np.float64)
     grid = amax / hi * np.geomspace(1.0 / 64, 1.0, candidates)
     return float(grid[int(np.argmin(quantisation_error(values, counts, grid, lo, hi)))])
 

@@ -18,7 +18,7 @@ from snnconvert.errors import InputError, UnsupportedModelError
 from snnconvert.ir.execute import Executor
 from snnconvert.ir.graph import Graph
 from snnconvert.ir.registry import EVALUATIONS, get
-from snnconvert.sim.simulator import INTERNAL, Sig, Simulator, is_spike_record
+from snnconvert.sim.simulator import Sig, Simulator, internal_records, is_spike_record
 
 MAX_TIMESTEPS = 100_000
 
@@ -181,11 +181,7 @@ def result_json(res: SimResult, snn: Graph) -> dict:
                 continue
             v = snn.values[o]
             spikes = float(res.events[o].sum()) if o in res.events else 0.0
-            inside = {
-                k.split(INTERNAL, 1)[1]: float(e.sum()) / n
-                for k, e in res.events.items()
-                if k.startswith(o + INTERNAL)
-            }
+            inside = {k: float(e.sum()) / n for k, e in internal_records(res.events, o).items()}
             spikes += sum(v for k, v in inside.items() if k != EVALUATIONS) * n
             neurons = v.numel
             f = res.layer_fid[o]

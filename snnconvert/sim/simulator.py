@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +34,12 @@ INTERNAL = "#"  # record key of the spikes inside an op: f"{output}#{kind}" (e.g
 
 def internal_key(value: str, kind: str) -> str:
     return f"{value}{INTERNAL}{kind}"
+
+
+def internal_records(records: Mapping[str, Any], value: str) -> dict[str, Any]:
+    """The records of the neurons inside the op that produces `value`, by kind."""
+    prefix = value + INTERNAL
+    return {k[len(prefix) :]: v for k, v in records.items() if k.startswith(prefix)}
 
 
 def is_spike_record(key: str) -> bool:

@@ -17,10 +17,10 @@ from snnconvert.ir.execute import Executor
 from snnconvert.ir.registry import run_op
 from snnconvert.ir.serialize import load_graph, save_graph
 from snnconvert.ir.validate import validate
-from snnconvert.neurons.fewspike import si_norm, si_norm_counts, table_entry
+from snnconvert.neurons.fewspike import covering_table, si_norm, si_norm_counts, table_entry
 from snnconvert.neurons.fit_siexp import siexp_numpy
 from snnconvert.passes import PassContext, run_pass
-from snnconvert.passes.softmax import fraction_below, pick_table
+from snnconvert.passes.softmax import fraction_below
 from snnconvert.passes.spikify import assign_domains
 from snnconvert.sim.simulator import Simulator, internal_key
 
@@ -180,7 +180,7 @@ def test_pass_explicit_range_and_errors(tmp_path):
     ctx = PassContext()
     run_pass("softmax_to_spiking", g, {"range": 100.0}, ctx)
     assert any("wider than the widest" in note for note in ctx.notes)
-    entry, covered = pick_table(12, 100.0)
+    entry, covered = covering_table(12, 100.0)
     assert not covered and entry["range"][0] == -16.0
     # the attributes survive save/load and the loaded graph computes the same
     (tmp_path / "g").mkdir()
