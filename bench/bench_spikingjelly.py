@@ -310,7 +310,9 @@ def bench_model(name: str, work: Path, calib_x, test_x, test_y) -> dict[str, obj
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        description="snnconvert against SpikingJelly's ann2snn converter on the zoo's digits models."
+    )
     ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     models = ap.parse_args(argv).models
     torch.set_num_threads(THREADS)

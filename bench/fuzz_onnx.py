@@ -430,7 +430,9 @@ def run_case(desc: str, data: bytes, ex: Path, timeout: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        description="Fuzz the ONNX frontend (and what follows it) with mutated copies of the built-in example model."
+    )
     ap.add_argument("-n", type=int, default=240, help="number of mutants (>= 200 for the bench)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)))

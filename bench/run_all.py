@@ -54,7 +54,9 @@ def run_one(name: str, timeout: float | None) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        description="Run every benchmark under bench/ as `python -m bench.NAME`, one after the other, from the repository root."
+    )
     ap.add_argument("--only", nargs="+", metavar="NAME", help="run only these (module names)")
     ap.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="do not run these")
     ap.add_argument("--timeout", type=float, default=None, help="seconds allowed per benchmark")
