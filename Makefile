@@ -18,12 +18,12 @@ demo: install
 	snnconvert energy-report $(DEMO)/snn --out $(DEMO)/energy.json --csv $(DEMO)/energy.csv --markdown $(DEMO)/energy.md --plot $(DEMO)/energy.png
 
 lint:
-	$(PY) -m ruff check snnconvert tests bench
-	$(PY) -m ruff format --check snnconvert tests bench
+	$(PY) -m ruff check snnconvert tests bench tools
+	$(PY) -m ruff format --check snnconvert tests bench tools
 
 format:
-	$(PY) -m ruff format snnconvert tests bench
-	$(PY) -m ruff check --fix snnconvert tests bench
+	$(PY) -m ruff format snnconvert tests bench tools
+	$(PY) -m ruff check --fix snnconvert tests bench tools
 
 test: lint
 	$(PY) -m pytest -q

@@ -7,7 +7,7 @@ SI-exp (after Stöckl & Maass 2021, used by SIT 2024) approximates ``exp(x)`` wi
     v(t+1) = v(t) - h(t) * z(t)            # reset by h(t)
     y = sum_t d(t) * z(t)                  # ~ exp(x)
 
-The parameters ``T, h, d`` are fitted offline (:mod:`snnconvert.neurons.fit_siexp`) on ``x`` in
+The parameters ``T, h, d`` are fitted offline (``python -m tools.fit_siexp`` in the repository) on ``x`` in
 ``[-R, 0]``: the converter subtracts each attention row's maximum first (softmax is shift
 invariant), so inputs are ``<= 0``; inputs below ``-R`` underflow to an output of exactly 0
 (no spikes). Nothing is clamped above 0 -- callers guarantee ``x <= 0``.
@@ -54,7 +54,7 @@ def _load_tables_cached(path: str) -> dict[str, Any]:
             data = json.load(fh)
     except FileNotFoundError as exc:
         raise InputError(
-            f"{path}: SI-exp tables not found (run `python -m snnconvert.neurons.fit_siexp`)"
+            f"{path}: SI-exp tables not found (refit them with `python -m tools.fit_siexp` from the repository root)"
         ) from exc
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: malformed SI-exp tables ({exc})") from exc

@@ -11,7 +11,7 @@ import torch
 
 from snnconvert.errors import InputError
 from snnconvert.neurons.fewspike import FewSpikeExp, load_tables, si_norm, spiking_softmax, table_entry
-from snnconvert.neurons.fit_siexp import (
+from tools.fit_siexp import (
     N_EVAL,
     BatchObjective,
     bounds,
@@ -59,7 +59,7 @@ def test_tables_cover_every_k_and_range():
     for e in doc["tables"]:
         assert len(e["T"]) == len(e["h"]) == len(e["d"]) == e["K"]
         assert all(math.isfinite(v) for v in e["T"] + e["h"] + e["d"])
-        assert e["command"].startswith("python -m snnconvert.neurons.fit_siexp")
+        assert e["command"].startswith("python -m tools.fit_siexp")
         assert isinstance(e["seed"], int)
         assert e["min_output"] >= -1e-12  # y ~ exp(x) >= 0: SI-norm weights
 

@@ -18,11 +18,11 @@ from snnconvert.ir.registry import run_op
 from snnconvert.ir.serialize import load_graph, save_graph
 from snnconvert.ir.validate import validate
 from snnconvert.neurons.fewspike import covering_table, si_norm, si_norm_counts, table_entry
-from snnconvert.neurons.fit_siexp import siexp_numpy
 from snnconvert.passes import PassContext, run_pass
 from snnconvert.passes.softmax import fraction_below
 from snnconvert.passes.spikify import assign_domains
 from snnconvert.sim.simulator import Simulator, internal_key
+from tools.fit_siexp import siexp_numpy
 
 
 def _numpy_spiking_softmax(x: np.ndarray, entry: dict, n_spike: int, v0: float):

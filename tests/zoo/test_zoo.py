@@ -14,7 +14,7 @@ import torch
 from onnx import TensorProto, helper
 
 from snnconvert.zoo.models import build_model
-from snnconvert.zoo.train import (
+from tools.train_zoo import (
     ALLOWED_OPS,
     DATA_DIR,
     MAX_ONNX_BYTES,
@@ -61,7 +61,9 @@ def test_onnx_file_is_small_valid_and_uses_allowed_ops(zoo: dict[str, Any], name
     data = path.read_bytes()
     assert len(data) <= MAX_ONNX_BYTES
     entry = zoo["models"][name]
-    assert hashlib.sha256(data).hexdigest() == entry["sha256"], "file changed without rerunning train.py"
+    assert hashlib.sha256(data).hexdigest() == entry["sha256"], (
+        "file changed without rerunning tools/train_zoo.py"
+    )
     model = onnx.load_from_string(data)  # would not resolve external data: it must all be inline
     ops = check_onnx(model)
     assert set(ops) <= ALLOWED_OPS
@@ -117,7 +119,7 @@ def test_data_files_match_the_documented_sklearn_split(
     test_set: dict[str, np.ndarray], calib_set: dict[str, np.ndarray]
 ) -> None:
     pytest.importorskip("sklearn")
-    from snnconvert.zoo.train import load_split
+    from tools.train_zoo import load_split
 
     split = load_split()
     np.testing.assert_array_equal(test_set["x"], split.x_test)

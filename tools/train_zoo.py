@@ -1,6 +1,6 @@
 """Retrain the zoo's reference models on scikit-learn digits and export them to ONNX.
 
-    python -m snnconvert.zoo.train [--out-dir DIR] [--model vit|mlp|cnn|all]
+    python -m tools.train_zoo [--out-dir DIR] [--model vit|mlp|cnn|all]     (from the repository root)
 
 The committed artefacts (``snnconvert/zoo/*.onnx``, ``snnconvert/zoo/zoo.json``,
 ``snnconvert/data/digits_{calib,test}.npz``) come from this script, so anyone can check that they are what
@@ -31,11 +31,16 @@ import onnx
 import torch
 from torch import nn
 
+import snnconvert.zoo
 from snnconvert.atomic import atomic_path
 from snnconvert.zoo.models import build_model
 
-ZOO_DIR = Path(__file__).resolve().parent
+# The package's data folders (in a checkout: snnconvert/zoo and snnconvert/data); the outputs ship there.
+ZOO_DIR = Path(snnconvert.zoo.__file__).resolve().parent
 DATA_DIR = ZOO_DIR.parent / "data"
+
+PROG = "python -m tools.train_zoo"
+DESCRIPTION = "Retrain the zoo's reference models on scikit-learn digits and export them to ONNX."
 
 OPSET = 18
 SEED = 0
@@ -387,10 +392,8 @@ def _load_index(path: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m snnconvert.zoo.train`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m snnconvert.zoo.train", description=__doc__.splitlines()[0]
-    )
+    """Entry point of `python -m tools.train_zoo`."""
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
     parser.add_argument(
         "--out-dir",
         type=Path,

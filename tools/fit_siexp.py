@@ -1,7 +1,8 @@
 """Offline, deterministic fitter for the SI-exp few-spike tables (``T``, ``h``, ``d`` per ``K`` and range).
 
-    python -m snnconvert.neurons.fit_siexp [--out PATH] [--K 8 12 16] [--R 1 2 4 8 16] [--no-paper] [--jobs 2]
-                                           [--refine N]
+    python -m tools.fit_siexp [--out PATH] [--K 8 12 16] [--R 1 2 4 8 16] [--no-paper] [--jobs 2] [--refine N]
+
+Run from the repository root; it writes ``snnconvert/neurons/siexp_tables.json`` (shipped as data).
 
 The shipped tables come from ``--K 8 12 16 --R 1 2 4 8 16 --seed 2024 --refine 3000`` (the
 ``command`` of every entry): about 28 CPU-minutes (1,710 s wall, one worker, on a shared machine). Without ``--refine`` the
@@ -63,8 +64,11 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # single-threaded BLAS: faster for these small products, reproducible
+if __name__ == "__main__":
+    # Single-threaded BLAS (faster for these small products, reproducible), set before numpy loads; only
+    # when run as the script (the spawned workers inherit it), never on import by tests or other code.
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
 import multiprocessing as mp  # noqa: E402
@@ -78,6 +82,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 from snnconvert.atomic import write_json  # noqa: E402
+from snnconvert.neurons.fewspike import TABLES_PATH  # noqa: E402
 
 DEFAULT_K = (8, 12, 16)
 DEFAULT_R = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -87,7 +92,8 @@ N_DENSE = 200_001
 N_SEARCH = 1_000
 DEFAULT_SEED = 2024
 FORMAT = "snnconvert-siexp-tables/1"
-TABLES_PATH = Path(__file__).with_name("siexp_tables.json")
+PROG = "python -m tools.fit_siexp"
+DESCRIPTION = "Offline, deterministic fitter for the SI-exp few-spike tables (T, h, d per K and range)."
 
 # Search budget per table, successive halving: stages of (runs kept, generations); population = 10 x 2K.
 # E.g. 8 DE runs x 500 generations, the best 3 go on for 500 more, the best 2 of those for 1000 more.
@@ -680,9 +686,7 @@ def format_table(entries: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m snnconvert.neurons.fit_siexp", description=__doc__.split("\n\n")[0]
-    )
+    ap = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
     ap.add_argument("--out", type=Path, default=TABLES_PATH, help="output JSON (default: the shipped tables)")
     ap.add_argument("--K", type=int, nargs="+", default=list(DEFAULT_K), help="step counts")
     ap.add_argument("--R", type=float, nargs="+", default=list(DEFAULT_R), help="fit ranges [-R, 0]")
@@ -707,7 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if any(k < 1 for k in args.K) or any(not (r > 0) for r in args.R):
         ap.error("--K must be >= 1 and --R > 0")
-    command = "python -m snnconvert.neurons.fit_siexp " + " ".join(
+    command = f"{PROG} " + " ".join(
         [
             f"--K {' '.join(map(str, args.K))}",
             f"--R {' '.join(f'{r:g}' for r in args.R)}",
