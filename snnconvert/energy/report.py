@@ -1,14 +1,6 @@
 """The energy report: per layer ANN vs SNN energy under a stated convention and constants.
 
-Conventions (all per sample, spikes over all T steps):
-- measured (ours): SNN ACs = measured input events x fan-out; every op fed by analog values
-  costs its MACs each time it runs (once if its input is the same at every step, else T times).
-- sit (Li et al. 2024): FLOPs_SNN(l) = FLOPs_ANN(l) x SpikeNum(l) / NeuronNum(l) for layers fed by
-  spikes, charged at E_AC; layers fed by analog values charged FLOPs_ANN x E_MAC once.
-- spikformer (Zhou et al. 2023): the first synaptic layer (encoding) at E_MAC every step, synaptic
-  operations (events x fan-out) at E_AC, other analog layers at E_MAC per execution.
-Elementwise work (exp, division, sqrt, comparisons, additions of analog values) is counted and
-listed per layer, never dropped, but not charged unless --charge-other is given a pJ value.
+The conventions are stated in ``CONVENTION_NOTE``, which every report carries (``convention_note``).
 """
 
 from __future__ import annotations
@@ -29,6 +21,15 @@ CONVENTIONS = ("measured", "sit", "spikformer")
 DEFAULT_MAC_PJ = 4.6
 DEFAULT_AC_PJ = 0.9
 SOURCE = "Horowitz, ISSCC 2014, 45 nm: 32-bit float MAC 4.6 pJ, AC 0.9 pJ"
+CONVENTION_NOTE = """Conventions (all per sample, spikes over all T steps):
+- measured (ours): SNN ACs = measured input events x fan-out; every op fed by analog values
+  costs its MACs each time it runs (once if its input is the same at every step, else T times).
+- sit (Li et al. 2024): FLOPs_SNN(l) = FLOPs_ANN(l) x SpikeNum(l) / NeuronNum(l) for layers fed by
+  spikes, charged at E_AC; layers fed by analog values charged FLOPs_ANN x E_MAC once.
+- spikformer (Zhou et al. 2023): the first synaptic layer (encoding) at E_MAC every step, synaptic
+  operations (events x fan-out) at E_AC, other analog layers at E_MAC per execution.
+Elementwise work (exp, division, sqrt, comparisons, additions of analog values) is counted and
+listed per layer, never dropped, but not charged unless --charge-other is given a pJ value."""
 
 
 def _load_events(path: Path) -> dict[str, np.ndarray]:
@@ -143,7 +144,7 @@ def build_report(
         "samples": sim["samples"],
         "convention": convention,
         "constants": {"mac_pj": e_mac, "ac_pj": e_ac, "mem_pj_per_byte": mem_pj_per_byte, "source": SOURCE},
-        "convention_note": __doc__.split("Conventions")[1].strip() if convention else "",
+        "convention_note": CONVENTION_NOTE,
         "analog_ops": analog,
         "layers": layers,
         "total": total,

@@ -37,7 +37,6 @@ class PassDef:
     name: str
     fn: Callable[[Graph, dict[str, Any], PassContext], Graph]
     params: dict[str, Param]
-    doc: str
     spikes: tuple[str, ...] = ()  # op types this pass turns into spiking nodes (for `inspect`)
 
 
@@ -46,7 +45,7 @@ PASSES: dict[str, PassDef] = {}
 
 def register_pass(name: str, params: dict[str, Param] | None = None, spikes: tuple[str, ...] = ()):
     def deco(fn):
-        PASSES[name] = PassDef(name, fn, params or {}, (fn.__doc__ or "").strip().splitlines()[0], spikes)
+        PASSES[name] = PassDef(name, fn, params or {}, spikes)
         return fn
 
     return deco
