@@ -16,10 +16,11 @@ def _seed():
 
 
 def mlp_graph(sizes=(6, 5, 4), seed=0, relu_last=False):
-    """Linear -> Relu -> Linear ... on [N, sizes[0]]: the smallest graph with neurons between layers."""
+    """Linear -> Relu -> Linear ... on a per-sample (sizes[0],) vector, fed as [N, sizes[0]]: the smallest
+    graph with neurons between layers."""
     rng = np.random.default_rng(seed)
     b = GraphBuilder()
-    x = b.input("x", (-1, sizes[0]))
+    x = b.input("x", (sizes[0],))
     h = x
     for i, (a, c) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         w = b.const(f"w{i}", (rng.normal(size=(a, c)) / np.sqrt(a)).astype(np.float32))

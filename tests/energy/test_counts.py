@@ -26,7 +26,7 @@ def by_name(rows):
 
 def test_linear_on_known_spikes():
     b = GraphBuilder()
-    x = b.input("x", (-1, 4))
+    x = b.input("x", (4,))
     s = spiking(b, x, "s")
     w = np.array([[1, 0, 2], [0, 0, 0], [3, 4, 5], [1, 1, 0]], np.float32)  # fan-outs 2, 0, 3, 2
     y = b.node("Linear", [s, b.const("w", w), b.const("b", np.ones(3, np.float32))], name="fc")
@@ -43,17 +43,17 @@ def test_conv_fanout_counts_borders():
     """3x3 conv, pad 1, on a 4x4 map: an event at a corner reaches 4 outputs, at an edge 6, inside 9
     (per output channel)."""
     b = GraphBuilder()
-    x = b.input("x", (-1, 1, 4, 4))
+    x = b.input("x", (1, 1, 4, 4), batch_axis=0)
     s = spiking(b, x, "s")
     w = np.ones((2, 1, 3, 3), np.float32)
     y = b.node(
         "Conv", [s, b.const("w", w)], {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1]}, name="c"
     )
     g = finish(b, y)
-    ev = np.zeros((1, 4, 4))
-    ev[0, 0, 0] = 1  # corner
-    ev[0, 0, 2] = 2  # edge
-    ev[0, 1, 1] = 3  # inside
+    ev = np.zeros((1, 1, 4, 4))  # per sample: the batch-of-one axis stays
+    ev[0, 0, 0, 0] = 1  # corner
+    ev[0, 0, 0, 2] = 2  # edge
+    ev[0, 0, 1, 1] = 3  # inside
     rows = by_name(count_nodes(g, {"s": ev}, {}, timesteps=4))
     assert rows["c"].snn_acs == 2 * (1 * 4 + 2 * 6 + 3 * 9)
     assert rows["c"].ann_macs == 2 * 16 * 9
@@ -63,9 +63,9 @@ def test_attention_block_counts():
     """Q, K spike tensors: QK^T costs events_Q * N_keys + events_K * N_queries; softmax stays
     analog (MACs 0, its exps counted per execution); attn @ V with analog attn costs MACs x T."""
     b = GraphBuilder()
-    q = spiking(b, b.input("q", (-1, 3, 4)), "sq")
-    k = spiking(b, b.input("k", (-1, 4, 5)), "sk")
-    v = b.input("v", (-1, 5, 2))
+    q = spiking(b, b.input("q", (3, 4)), "sq")
+    k = spiking(b, b.input("k", (4, 5)), "sk")
+    v = b.input("v", (5, 2))
     scores = b.node("MatMul", [q, k], name="scores")
     attn = b.node("Softmax", [scores], {"axis": -1}, name="attn")
     out = b.node("MatMul", [attn, v], name="av")
@@ -83,7 +83,7 @@ def test_attention_block_counts():
 
 def test_static_analog_layer_runs_once():
     b = GraphBuilder()
-    x = b.input("x", (-1, 4))
+    x = b.input("x", (4,))
     y = b.node("Linear", [x, b.const("w", np.ones((4, 3), np.float32))], name="enc")
     s = spiking(b, y, "s")
     g = finish(b, s)

@@ -14,7 +14,7 @@ from snnconvert.errors import GraphError, InputError
 from snnconvert.inspect import node_cost
 from snnconvert.ir.build import GraphBuilder
 from snnconvert.ir.execute import run_graph
-from snnconvert.ir.registry import infer_shapes, run_op
+from snnconvert.ir.registry import OPS, OpDef, infer_shapes, run_op
 from snnconvert.ir.serialize import content_hash, load_graph, save_graph
 from snnconvert.ir.validate import validate
 
@@ -45,7 +45,11 @@ def test_hash_changes_with_weights(tmp_path):
             lambda j: j["nodes"][1].__setitem__("inputs", ["nowhere"]),
             "node 'relu0'.*'nowhere' is not defined",
         ),
-        (lambda j: j["values"][2].__setitem__("shape", [-1, 7]), "node 'relu0'.*declared \\[-1, 7\\]"),
+        (lambda j: j["values"][2].__setitem__("shape", [7]), "node 'relu0'.*declared \\[7\\]"),
+        (
+            lambda j: j["values"][2].__setitem__("shape", [-1, 7]),
+            "'relu0' has a batch axis .*older snnconvert",
+        ),
         (lambda j: j["nodes"][0]["attrs"].__setitem__("bogus", 1), "node 'fc0'.*unknown attribute"),
         (lambda j: j.__setitem__("outputs", []), "no outputs"),
         (lambda j: j.__setitem__("format", "other"), "not an snnconvert IR file"),
@@ -90,25 +94,43 @@ def test_op_references_against_numpy():
     np.testing.assert_allclose(ref, np.clip(x, 0, 0.5))
 
 
-def test_shape_inference_keeps_batch_axis_and_rejects_moving_it():
-    ((shape, dt),) = infer_shapes("Transpose", {"perm": [0, 2, 1]}, [(-1, 3, 4)], ["float32"], [None])
-    assert shape == (-1, 4, 3) and dt == "float32"
-    with pytest.raises(ValueError, match="batch axis"):
-        infer_shapes("Transpose", {"perm": [1, 0, 2]}, [(-1, 3, 4)], ["float32"], [None])
+def test_shape_inference_gives_per_sample_shapes_and_rejects_unvectorisable_ops(monkeypatch):
+    """Shapes are one sample's: no batch axis in them, so a per-sample op may move any axis (even
+    the batch-of-one axis an export keeps); an op whose reference cannot run under vmap fails at
+    add_node, naming the node."""
+    ((shape, dt),) = infer_shapes("Transpose", {"perm": [1, 0]}, [(3, 4)], ["float32"], [None])
+    assert shape == (4, 3) and dt == "float32"
+    ((shape, _),) = infer_shapes("Transpose", {"perm": [1, 0, 2]}, [(1, 3, 4)], ["float32"], [None])
+    assert shape == (3, 1, 4)
+    b = GraphBuilder()
+    x = b.input("x", (1, 3, 4), batch_axis=0)
+    t = b.node("Transpose", [x], {"perm": [1, 0, 2]}, name="t")
+    assert b.g.values[t].shape == (3, 1, 4)
+
+    def into_fresh_buffer(attrs, x):  # runs on one sample, but writes it into an unbatched buffer
+        out = torch.zeros(x.shape, dtype=x.dtype, device=x.device)
+        out.copy_(x)
+        return out
+
+    monkeypatch.setitem(OPS, "IntoBuffer", OpDef("IntoBuffer", into_fresh_buffer))
+    assert run_op("IntoBuffer", {}, [torch.ones(3, 4)])[0].shape == (3, 4)  # fine unbatched
+    with pytest.raises(GraphError, match="node 'buf' \\(IntoBuffer\\).*vmap"):
+        b.node("IntoBuffer", [x], name="buf")
+    assert not b.g.has_node("buf")
 
 
 def test_mac_counts():
     b = GraphBuilder()
-    x = b.input("x", (-1, 5, 8))
+    x = b.input("x", (5, 8))
     y = b.node("Linear", [x, b.const("w", np.zeros((8, 3), np.float32))], name="fc")
-    im = b.input("im", (-1, 2, 6, 6))
+    im = b.input("im", (1, 2, 6, 6), batch_axis=0)
     c = b.node(
         "Conv",
         [im, b.const("k", np.zeros((4, 2, 3, 3), np.float32))],
         {"strides": [2, 2], "pads": [1, 1, 1, 1], "dilations": [1, 1]},
         name="conv",
     )
-    m = b.node("MatMul", [x, b.node("Transpose", [x], {"perm": [0, 2, 1]}, name="t")], name="mm")
+    m = b.node("MatMul", [x, b.node("Transpose", [x], {"perm": [1, 0]}, name="t")], name="mm")
     g = b.output(y, c, m)
     validate(g)
     assert node_cost(g, g.node("fc"))["mac"] == 5 * 8 * 3

@@ -21,7 +21,9 @@ from snnconvert.sim.simulator import Simulator
 
 
 def calibrated(g, n=256, seed=0):
-    x = np.random.default_rng(seed).normal(size=(n,) + tuple(g.values["x"].shape[1:])).astype(np.float32)
+    shape, a = list(g.values["x"].shape), g.batch_axis("x")  # model layout: n samples on the batch axis
+    shape = [n, *shape] if a is None else [*shape[:a], n, *shape[a + 1 :]]
+    x = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
     sk = calibrate(g, Dataset({"x": x}, None, "mem"), batch_size=64)
     return Calibration("h", sk), x
 
@@ -29,7 +31,7 @@ def calibrated(g, n=256, seed=0):
 def conv_bn_graph():
     rng = np.random.default_rng(0)
     b = GraphBuilder()
-    x = b.input("x", (-1, 2, 6, 6))
+    x = b.input("x", (1, 2, 6, 6), batch_axis=0)
     w = b.const("w", rng.normal(size=(4, 2, 3, 3)).astype(np.float32))
     c = b.node("Conv", [x, w], {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1]}, name="conv")
     bn = [
@@ -62,7 +64,7 @@ def test_maxpool_to_avgpool():
     pool = g.node("pool")
     assert pool.op == "AvgPool"
     x = torch.randn(2, 2, 6, 6)
-    pre = run_graph(g, {"x": x}, keep={"relu"})["relu"]
+    pre = run_graph(g, {"x": x}, keep={"relu"})["relu"].squeeze(1)  # kept: sample-major [B, 1, C, H, W]
     torch.testing.assert_close(run_graph(g, {"x": x})["pool"], torch.nn.functional.avg_pool2d(pre, 2))
 
 

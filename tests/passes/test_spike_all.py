@@ -18,7 +18,9 @@ from snnconvert.sim.simulator import Simulator
 
 
 def calibrated(g, n=512, seed=0):
-    x = np.random.default_rng(seed).normal(size=(n,) + tuple(g.values["x"].shape[1:])).astype(np.float32)
+    shape, a = list(g.values["x"].shape), g.batch_axis("x")  # model layout: n samples on the batch axis
+    shape = [n, *shape] if a is None else [*shape[:a], n, *shape[a + 1 :]]
+    x = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
     return Calibration("h", calibrate(g, Dataset({"x": x}, None, "mem"), batch_size=128)), x
 
 

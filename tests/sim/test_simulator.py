@@ -16,7 +16,7 @@ from snnconvert.sim.simulator import Simulator
 def if_mlp(coding: str, theta=0.5, levels=8, seed=0):
     rng = np.random.default_rng(seed)
     b = GraphBuilder()
-    x = b.input("x", (-1, 6))
+    x = b.input("x", (6,))
     h = b.node(
         "Linear",
         [
@@ -100,7 +100,7 @@ def test_chunked_run_equals_one_run(coding):
 def test_analog_op_sees_running_mean():
     """'mean' mode: an analog op's output decodes to f(decoded input) at every step."""
     b = GraphBuilder()
-    x = b.input("x", (-1, 4))
+    x = b.input("x", (4,))
     h = b.node("IF", [x, b.const("th", np.float32(1.0))], {"coding": "rate"}, name="if0")
     out = b.node("Softmax", [h], {"axis": -1}, name="sm")
     g = b.output(out)
@@ -118,8 +118,8 @@ def test_analog_op_sees_running_mean():
 def test_spiking_product_uses_running_totals():
     """MatMul of two count-coded spike tensors: the output total is A_total @ B_total exactly."""
     b = GraphBuilder()
-    a = b.input("a", (-1, 3, 4))
-    c = b.input("c", (-1, 4, 2))
+    a = b.input("a", (3, 4))
+    c = b.input("c", (4, 2))
     attrs = {"coding": "count", "lo": -8.0, "hi": 8.0}
     sa = b.node("IF", [a, b.const("ta", np.float32(0.5))], attrs, name="ifa")
     sc = b.node("IF", [c, b.const("tc", np.float32(0.5))], attrs, name="ifc")
