@@ -22,16 +22,20 @@ EXAMPLE_FILES = {
 
 
 # -- models ----------------------------------------------------------------------------------------
-def load_model(path: str | Path, input_shapes: dict[str, list[int]] | None = None) -> Graph:
+def load_model(
+    path: str | Path,
+    input_shapes: dict[str, list[int]] | None = None,
+    batch_axes: dict[str, int] | None = None,
+) -> Graph:
     """An ONNX file, or a PyTorch ExportedProgram (.pt2) exported to ONNX in memory."""
     p = Path(path)
     if p.suffix in (".pt", ".pth", ".pt2", ".ckpt"):
         from snnconvert.frontends.torch import load_torch
 
-        return load_torch(p, input_shapes)
+        return load_torch(p, input_shapes, batch_axes)
     from snnconvert.frontends.onnx import load_onnx
 
-    return load_onnx(p, input_shapes)
+    return load_onnx(p, input_shapes, batch_axes)
 
 
 # -- example ---------------------------------------------------------------------------------------
@@ -57,12 +61,13 @@ def run_calibration(
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
     input_shapes: dict[str, list[int]] | None = None,
+    batch_axes: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     from snnconvert.calibrate.file import Calibration
     from snnconvert.calibrate.observe import calibrate
     from snnconvert.data.files import load_dataset
 
-    g = load_model(model, input_shapes)
+    g = load_model(model, input_shapes, batch_axes)
     ds = load_dataset(data, g)
     sketches = calibrate(g, ds, samples=samples, batch_size=batch_size, progress=progress)
     n = ds.n if samples is None else samples
@@ -89,6 +94,7 @@ def run_conversion(
     percentile: float | None = None,
     input_shapes: dict[str, list[int]] | None = None,
     portable: bool = True,
+    batch_axes: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     from snnconvert.calibrate.file import load_calibration
     from snnconvert.passes import PassContext, run_pass
@@ -98,7 +104,7 @@ def run_conversion(
     r = load_recipe(recipe)
     if percentile is not None and not (50.0 <= percentile <= 100.0):
         raise InputError(f"--percentile must be in [50, 100], got {percentile}")
-    ann = load_model(model, input_shapes)
+    ann = load_model(model, input_shapes, batch_axes)
     cal = load_calibration(calibration, content_hash(ann))
     ctx = PassContext(calibration=cal, coding=r.coding)
     g = ann

@@ -78,16 +78,43 @@ def _parse_shapes(specs: list[str] | None) -> dict[str, list[int]] | None:
             raise InputError(f"--input-shape '{s}': expected NAME=N,d1,d2,... (integers)") from None
         if not name.strip():
             raise InputError(f"--input-shape '{s}': the input name is missing (NAME=N,d1,d2,...)")
-        if any(d <= 0 for d in shape[1:]):
-            raise InputError(f"--input-shape '{s}': dimensions after the batch must be positive integers")
+        if any(d <= 0 and d != -1 for d in shape):
+            raise InputError(f"--input-shape '{s}': dimensions other than N must be positive integers")
         shapes[name] = shape
     return shapes
 
 
 InputShape = Annotated[
     list[str] | None,
-    typer.Option("--input-shape", help="Fix a dynamic input: NAME=N,128 (N = batch). Repeatable."),
+    typer.Option(
+        "--input-shape", help="Fix a dynamic input: NAME=N,128 (N = the samples' axis). Repeatable."
+    ),
 ]
+BatchAxis = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--batch-axis",
+        help="NAME=AXIS: the axis of an input that holds the samples, when it is not the first "
+        "(e.g. x=1 for a sequence-first [seq, batch, d] input). Repeatable; recorded in the SNN directory.",
+    ),
+]
+
+
+def _parse_axes(specs: list[str] | None) -> dict[str, int] | None:
+    from snnconvert.errors import InputError
+
+    if not specs:
+        return None
+    axes = {}
+    for s in specs:
+        name, sep, axis = s.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            axes[name.strip()] = int(axis)
+        except ValueError:
+            raise InputError(f"--batch-axis '{s}': expected NAME=AXIS (an integer axis)") from None
+    return axes
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -109,13 +136,14 @@ def inspect(
     model: Annotated[Path, typer.Argument(help="ONNX model file.")],
     input_shape: InputShape = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
+    batch_axis: BatchAxis = None,
 ) -> None:
     """Inputs/outputs, op histogram, and which nodes each recipe can convert."""
     from snnconvert.api import load_model
     from snnconvert.inspect import inspect_graph
 
     check_output(json_out)
-    g = load_model(model, _parse_shapes(input_shape))
+    g = load_model(model, _parse_shapes(input_shape), _parse_axes(batch_axis))
     info = inspect_graph(g)
     t = Table(title=f"{model.name}: {len(g.nodes)} nodes, {info['parameters']:,} parameters")
     t.add_column("kind")
@@ -153,6 +181,7 @@ def calibrate(
     samples: Annotated[int | None, typer.Option("--samples", help="Use only the first N samples.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     input_shape: InputShape = None,
+    batch_axis: BatchAxis = None,
 ) -> None:
     """Record robust percentiles of every activation that may spike (streaming, memory-bounded)."""
     import numpy as np
@@ -176,6 +205,7 @@ def calibrate(
             batch_size=batch_size,
             progress=tick,
             input_shapes=_parse_shapes(input_shape),
+            batch_axes=_parse_axes(batch_axis),
         )
     out.print(f"calibrated {info['tensors']} tensors on {info['samples']} samples -> {out_file}")
 
@@ -190,13 +220,20 @@ def convert(
         float | None, typer.Option("--percentile", help="Override the recipe's percentile.")
     ] = None,
     input_shape: InputShape = None,
+    batch_axis: BatchAxis = None,
 ) -> None:
     """Apply a recipe's passes and write the spiking IR, the ANN IR and a portable PyTorch SNN."""
     from snnconvert.api import run_conversion
 
     check_output(out_dir, kind="dir")
     s = run_conversion(
-        model, calibration, recipe, out_dir, percentile=percentile, input_shapes=_parse_shapes(input_shape)
+        model,
+        calibration,
+        recipe,
+        out_dir,
+        percentile=percentile,
+        input_shapes=_parse_shapes(input_shape),
+        batch_axes=_parse_axes(batch_axis),
     )
     out.print(
         f"[bold]{s['recipe']}[/] ({s['coding']} coding): {s['neurons']} neuron layers, "

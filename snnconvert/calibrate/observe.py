@@ -24,6 +24,7 @@ MOVES = {
     "Split",
     "Slice",
     "Gather",
+    "GatherND",
     "Concat",
     "Expand",
 }
@@ -74,7 +75,8 @@ def calibrate(
     for n in g.nodes:
         if n.op == "Softmax" and n.inputs[0] not in g.initializers:
             key = shifted_key(n.outputs[0])
-            shifted.setdefault(n.inputs[0], []).append((key, int(n.attrs.get("axis", -1))))
+            rank = len(g.values[n.inputs[0]].shape)  # observed tensors are sample-major: one more axis
+            shifted.setdefault(n.inputs[0], []).append((key, int(n.attrs.get("axis", -1)) % rank + 1))
             sketches[key] = QuantileSketch(alpha=alpha)
     ex = Executor(g)
 
@@ -104,11 +106,12 @@ def calibrate(
 
 
 def _channel_axis(g: Graph, name: str) -> int | None:
-    """Channels are axis 1 for conv feature maps (rank 4), the last axis for token features."""
+    """Channels are axis 1 for conv feature maps (rank 4), the last axis for token features; the
+    observed tensor is sample-major, so one axis more than the value's shape."""
     rank = len(g.values[name].shape)
     if rank == 4:
-        return 1
-    return rank - 1 if rank >= 2 else None
+        return 2
+    return rank if rank >= 2 else None
 
 
 def nonzero_percentile(s: QuantileSketch, p: float) -> float:

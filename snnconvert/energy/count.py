@@ -59,9 +59,9 @@ def propagate_events(g: Graph, events: dict[str, np.ndarray]) -> dict[str, np.nd
             ev[out] = ev[n.inputs[spike_in[0]]]
             continue
         if len(n.outputs) > 1:  # Split and the like: the event map moves with the data
-            x = torch.from_numpy(np.asarray(ev[n.inputs[spike_in[0]]], dtype=np.float64)).unsqueeze(0)
+            x = torch.from_numpy(np.asarray(ev[n.inputs[spike_in[0]]], dtype=np.float64))
             for o, t in zip(n.outputs, run_op(n.op, n.attrs, [x]), strict=True):
-                ev[o] = t[0].numpy()
+                ev[o] = t.numpy()
             continue
         total = None
         for i in spike_in:
@@ -78,7 +78,7 @@ def _unit_response(g: Graph, n: Node, spike_idx: int, ev: np.ndarray) -> torch.T
     args = []
     for i, name in enumerate(n.inputs):
         if i == spike_idx:
-            args.append(torch.from_numpy(np.asarray(ev, dtype=np.float64)).unsqueeze(0))
+            args.append(torch.from_numpy(np.asarray(ev, dtype=np.float64)))
         elif name in g.initializers:
             w = np.asarray(g.initializers[name])
             is_weight = n.op in SYNAPTIC and i == 1 or n.op == "MatMul"
@@ -90,8 +90,8 @@ def _unit_response(g: Graph, n: Node, spike_idx: int, ev: np.ndarray) -> torch.T
                 args.append(torch.from_numpy(np.array(w)))
         else:
             v = g.values[name]
-            args.append(torch.zeros((1,) + tuple(v.shape[1:]), dtype=torch.float64))
-    return run_op(n.op, n.attrs, args)[0][0].abs()
+            args.append(torch.zeros(v.shape, dtype=torch.float64))
+    return run_op(n.op, n.attrs, args)[0].abs()
 
 
 def _ones_trick(g: Graph, n: Node, spike_idx: int, ev: np.ndarray, scale: float = 1.0) -> float:

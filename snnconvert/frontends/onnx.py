@@ -1,8 +1,11 @@
 """ONNX -> IR. One small handler per ONNX op type, registered by op type.
 
-Shape arithmetic (Shape/Gather/Concat chains, Constant, ConstantOfShape) is folded at import: every
-value that does not depend on input data is evaluated by onnxruntime at two batch sizes; equal
-results become initializers, results that follow the batch size become -1 in Reshape/Expand shapes.
+The IR describes one sample, so the model is imported at batch size 1: every value that does not
+depend on input data (Shape/Gather/Concat chains, Constant, ConstantOfShape, ...) is evaluated by
+onnxruntime and becomes a constant, and every shape is concrete. The export's own axes are kept,
+the batch axis among them with size 1, so a handler maps an ONNX op to IR ops without any rule
+about where the batch is. Whether that per-sample program is the model is then checked: at batch
+2, onnxruntime must give what two runs at batch 1 give (samples must not interact).
 """
 
 from __future__ import annotations
@@ -37,18 +40,6 @@ _ONNX_DTYPES = {
 }
 
 
-@dataclass(frozen=True)
-class Merged:
-    """A batched IR value `src` seen through an export's batch-major reshape: the ONNX value is `src`
-    reshaped to [batch * rows, *rest]. Exports make such views for advanced indexing (x[arange(B), j]
-    becomes Flatten + Gather) and for batched transposes; the handlers that read them map each back
-    to a per-sample op, so the IR keeps the batch as axis 0."""
-
-    src: str
-    rows: int
-    rest: tuple[int, ...]
-
-
 @dataclass
 class Ctx:
     """State of one import: the IR under construction and the folded constants."""
@@ -56,12 +47,8 @@ class Ctx:
     model: onnx.ModelProto
     opset: int
     g: Graph
-    consts: dict[str, np.ndarray]  # static values (evaluated at batch 2)
-    batch_dep: dict[str, np.ndarray]  # for batch-dependent static values: mask of entries tracking batch
-    consts3: dict[str, np.ndarray] = field(default_factory=dict)  # batch-dependent values at batch 3
+    consts: dict[str, np.ndarray]  # values that do not depend on input data, at batch 1
     rename: dict[str, str] = field(default_factory=dict)
-    used_consts: set[str] = field(default_factory=set)
-    merged: dict[str, Merged] = field(default_factory=dict)  # values whose batch axis is merged away
 
     def name(self, v: str) -> str:
         return self.rename.get(v, v)
@@ -71,44 +58,11 @@ class Ctx:
 
     def input(self, v: str) -> str:
         """The IR value name for an ONNX input, materialising a folded constant as an initializer."""
-        if v in self.merged:
-            raise UnsupportedModelError(
-                f"value '{v}' merges the batch axis with other axes; only a Reshape that splits the batch out "
-                "again, a Transpose of the other axes or a per-sample Gather may read it"
-            )
         if v in self.consts:
-            if v in self.batch_dep:
-                return self._batch_broadcast(v)
             if v not in self.g.initializers:
                 self.g.initializers[v] = _as_initializer(self.consts[v])
             return v
         return self.name(v)
-
-    def _batch_broadcast(self, v: str) -> str:
-        """A constant repeated along the batch axis (e.g. an expanded CLS token) as a run-time node."""
-        a2, a3 = self.consts[v], self.consts3.get(v)
-        ok = (
-            a3 is not None
-            and a2.ndim >= 1
-            and a2.shape[0] == 2
-            and a3.shape[0] == 3
-            and a2.shape[1:] == a3.shape[1:]
-            and (a2 == a2[:1]).all()
-            and (a3 == a2[:1]).all()
-        )
-        if not ok:
-            raise UnsupportedModelError(
-                f"value '{v}' depends on the batch size and is used as data (only Reshape/Expand shapes may)"
-            )
-        out = v + "_batched"
-        if out not in self.g.values:
-            init = self.g.unique_name(v + "_row")
-            self.g.initializers[init] = _as_initializer(a2[:1])
-            node = Node(
-                self.g.unique_name(v + "/BatchBroadcast"), "BatchBroadcast", [init, self.g.inputs[0]], [out]
-            )
-            _add_node(self.g, node)
-        return out
 
     def emit(
         self,
@@ -133,7 +87,7 @@ class Ctx:
 
 
 def _taken(g: Graph, name: str) -> bool:
-    return any(n.name == name for n in g.nodes)
+    return g.has_node(name)
 
 
 def _as_initializer(a: np.ndarray) -> np.ndarray:
@@ -229,7 +183,8 @@ def _load_external_data(model: onnx.ModelProto, p: Path) -> None:
             loc = Path(ext.ExternalDataInfo(t).location or "")
         except Exception as e:  # an offset/length that is not a number, ...
             raise InputError(f"{p}: tensor '{t.name}' has malformed external data fields ({e})") from None
-        if loc.is_absolute() or ".." in loc.parts:
+        inside = (p.parent / loc).resolve().is_relative_to(p.parent.resolve())  # symlinks followed
+        if loc.is_absolute() or ".." in loc.parts or not inside:
             raise InputError(f"{p}: tensor '{t.name}' points outside the model's directory ('{loc}')")
         if not (p.parent / loc).is_file():
             raise InputError(f"{p}: external data file '{loc}' (tensor '{t.name}') is missing")
@@ -272,38 +227,50 @@ def unsupported_nodes(
     return bad
 
 
-def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None) -> Graph:
-    """Import an ONNX file as an IR graph (validated, shape arithmetic folded, canonicalised)."""
+def load_onnx(
+    path: str | Path,
+    input_shapes: dict[str, list[int]] | None = None,
+    batch_axes: dict[str, int] | None = None,
+) -> Graph:
+    """Import an ONNX file as a per-sample IR graph (validated, shape arithmetic folded, canonicalised)."""
     model = read_model(path)
-    return import_model(model, input_shapes, source=str(path))
+    return import_model(model, input_shapes, source=str(path), batch_axes=batch_axes)
 
 
 def import_model(
-    model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None, source: str = "model"
+    model: onnx.ModelProto,
+    input_shapes: dict[str, list[int]] | None = None,
+    source: str = "model",
+    batch_axes: dict[str, int] | None = None,
 ) -> Graph:
+    """`input_shapes` gives dynamic dims (-1 marks the batch), `batch_axes` the axis that holds the
+    samples per input when it is not the first (default: what the ONNX dim names say, else 0)."""
     init_names = {i.name for i in model.graph.initializer}
-    _, static = _classify(model, {i.name for i in model.graph.input if i.name not in init_names})
+    data_inputs = [i for i in model.graph.input if i.name not in init_names]
+    _, static = _classify(model, {i.name for i in data_inputs})
     bad = unsupported_nodes(model, static)
     if bad:
         listed = ", ".join(f"{n} ({t})" for n, t in bad)
         raise UnsupportedModelError(f"{source}: {len(bad)} unsupported node(s): {listed}")
     opset = opset_of(model, source)
     g = Graph(nodes=[], values={}, inputs=[], outputs=[], meta={"source": Path(source).name, "opset": opset})
-    feeds_shapes: dict[str, tuple[int, ...]] = {}
-    for inp in model.graph.input:
-        if inp.name in init_names:
-            continue
-        shape, dtype = _input_shape(inp, (input_shapes or {}).get(inp.name), source)
+    for opt, what in ((input_shapes, "--input-shape"), (batch_axes, "--batch-axis")):
+        unknown = set(opt or {}) - {i.name for i in data_inputs}
+        if unknown:
+            raise InputError(f"{source}: {what} names unknown input(s) {', '.join(sorted(unknown))}")
+    axes: dict[str, int | None] = {}
+    for inp in data_inputs:
+        shape, dtype, axis = _input_shape(
+            inp, (input_shapes or {}).get(inp.name), (batch_axes or {}).get(inp.name), source
+        )
         g.inputs.append(inp.name)
         g.values[inp.name] = Value(inp.name, shape, dtype)
-        feeds_shapes[inp.name] = shape
+        axes[inp.name] = axis
     if not g.inputs:
         raise InputError(f"{source}: the model has no data inputs")
-    unknown = set(input_shapes or {}) - set(g.inputs)
-    if unknown:
-        raise InputError(f"{source}: --input-shape names unknown input(s) {', '.join(sorted(unknown))}")
-    consts, batch_dep, static, consts3 = _fold_static(model, g, source)
-    ctx = Ctx(model, opset, g, consts, batch_dep, consts3)
+    g.meta["batch_axes"] = axes
+    consts = _fold_static(model, g, static, source)
+    ctx = Ctx(model, opset, g, consts)
     for node in model.graph.node:
         if all(o in static or not o for o in node.output):
             continue  # static: folded
@@ -323,13 +290,18 @@ def import_model(
             raise type(e)(msg if msg.startswith(source) else f"{source}: {msg}") from None
     for out in model.graph.output:
         name = ctx.name(out.name)
-        if name in ctx.merged:
-            raise UnsupportedModelError(
-                f"{source}: output '{out.name}' merges the batch axis with other axes"
-            )
         if name in consts:
             raise UnsupportedModelError(f"{source}: output '{out.name}' does not depend on the inputs")
+        if name in g.outputs:
+            raise UnsupportedModelError(f"{source}: output '{out.name}' is another output under a new name")
         g.outputs.append(name)
+    from snnconvert.frontends.batch_check import output_batch_axes
+
+    out_axes, note = output_batch_axes(model, g, [ctx.name(o.name) for o in model.graph.output], source)
+    for o, ax in out_axes.items():
+        g.meta["batch_axes"][o] = ax
+    if note:
+        g.meta.setdefault("import_notes", []).append(note)
     from snnconvert.frontends.canonicalize import canonicalize
 
     canonicalize(g)
@@ -340,9 +312,19 @@ def import_model(
     return g
 
 
+BATCH_NAMES = ("batch", "batch_size", "batchsize", "n", "b", "bs", "num_samples")
+
+
+def _says_batch(label: str) -> bool:
+    """Does an ONNX dim name say it holds the samples (e.g. 'batch', 'batch_size', 's0' does not)?"""
+    low = label.strip().lower()
+    return low in BATCH_NAMES or low.startswith("batch")
+
+
 def _input_shape(
-    inp: onnx.ValueInfoProto, override: list[int] | None, source: str
-) -> tuple[tuple[int, ...], str]:
+    inp: onnx.ValueInfoProto, override: list[int] | None, axis: int | None, source: str
+) -> tuple[tuple[int, ...], str, int]:
+    """(one sample's shape with a batch of one on its axis, dtype, batch axis)."""
     tt = inp.type.tensor_type
     dtype = _ONNX_DTYPES.get(tt.elem_type)
     if dtype is None:
@@ -354,28 +336,56 @@ def _input_shape(
             f"{source}: input '{inp.name}' has no declared shape: give --input-shape {inp.name}=..."
         )
     dims = list(tt.shape.dim)
-    if override is not None:
-        if len(override) != len(dims):
+    if not dims:
+        raise UnsupportedModelError(f"{source}: input '{inp.name}' is a scalar; a batch axis is required")
+    rank = len(dims)
+    if override is not None and len(override) != rank:
+        raise InputError(
+            f"{source}: --input-shape for '{inp.name}' has {len(override)} dims, the model {rank}"
+        )
+    marked = [i for i, d in enumerate(override or []) if d == -1]
+    if len(marked) > 1:
+        raise InputError(f"{source}: --input-shape for '{inp.name}' marks more than one batch axis (N)")
+    if axis is not None:
+        if not -rank <= axis < rank:
+            raise InputError(f"{source}: --batch-axis {inp.name}={axis} is outside the input's {rank} axes")
+        axis %= rank
+        if marked and marked[0] != axis:
             raise InputError(
-                f"{source}: --input-shape for '{inp.name}' has {len(override)} dims, the model {len(dims)}"
+                f"{source}: --batch-axis {inp.name}={axis} disagrees with N at axis {marked[0]} of --input-shape"
             )
-        return (-1,) + tuple(int(d) for d in override[1:]), dtype
+    elif marked:
+        axis = marked[0]
+    else:
+        named = [i for i, d in enumerate(dims) if d.HasField("dim_param") and _says_batch(d.dim_param)]
+        axis = named[0] if len(named) == 1 else 0
     shape = []
     for i, d in enumerate(dims):
-        if d.HasField("dim_value") and d.dim_value > 0 and i > 0:
+        if i == axis:
+            if d.HasField("dim_value") and d.dim_value > 1 and override is None:
+                raise InputError(
+                    f"{source}: input '{inp.name}' holds exactly {d.dim_value} samples on axis {i} (a fixed "
+                    "size): export with a dynamic batch axis, or give the axis that holds the samples with "
+                    f"--batch-axis {inp.name}=AXIS"
+                )
+            shape.append(1)
+        elif override is not None:
+            if override[i] <= 0:
+                raise InputError(f"{source}: --input-shape for '{inp.name}': dim {i} must be positive")
+            shape.append(int(override[i]))
+        elif d.HasField("dim_value") and d.dim_value > 0:
             shape.append(int(d.dim_value))
-        elif i == 0:
-            shape.append(-1)  # the batch axis, whatever the file says
         else:
             label = d.dim_param or "?"
+            hint = ",".join(
+                "N" if j == axis else str(dd.dim_value) if dd.dim_value > 0 else "?"
+                for j, dd in enumerate(dims)
+            )
             raise InputError(
                 f"{source}: input '{inp.name}' dim {i} ('{label}') is dynamic: give its size with "
-                f"--input-shape {inp.name}="
-                + ",".join("N" if j == 0 else str(dd.dim_value or "?") for j, dd in enumerate(dims))
+                f"--input-shape {inp.name}={hint} (N marks the samples' axis, {axis}; replace each ? by a size)"
             )
-    if not shape:
-        raise UnsupportedModelError(f"{source}: input '{inp.name}' is a scalar; a batch axis is required")
-    return tuple(shape), dtype
+    return tuple(shape), dtype, axis
 
 
 def _classify(model: onnx.ModelProto, data_inputs: set[str]) -> tuple[set[str], set[str]]:
@@ -391,43 +401,37 @@ def _classify(model: onnx.ModelProto, data_inputs: set[str]) -> tuple[set[str], 
 
 
 def _fold_static(
-    model: onnx.ModelProto, g: Graph, source: str
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], set[str], dict[str, np.ndarray]]:
-    """Evaluate every value that does not depend on input data (and that data-dependent nodes read)
-    at batch sizes 2 and 3. Returns (values, batch-dependence masks, names of all static values)."""
+    model: onnx.ModelProto, g: Graph, static_from_nodes: set[str], source: str
+) -> dict[str, np.ndarray]:
+    """Every value that does not depend on input data (and that data-dependent nodes read),
+    evaluated at batch 1 by onnxruntime, plus the initializers."""
     consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    dynamic, static_from_nodes = _classify(model, set(g.inputs))
-    static_needed: list[str] = []
+    dynamic, _ = _classify(model, set(g.inputs))
+    needed: dict[str, None] = {}
     for node in model.graph.node:
         if node.op_type in SHAPE_ONLY or not any(o in dynamic for o in node.output):
             continue
         for i in node.input:
-            if i in static_from_nodes and i not in static_needed:
-                static_needed.append(i)
+            if i in static_from_nodes:
+                needed[i] = None
     for o in model.graph.output:
-        if o.name in static_from_nodes and o.name not in static_needed:
-            static_needed.append(o.name)
-    batch_dep: dict[str, np.ndarray] = {}
-    if not static_needed:
-        return consts, batch_dep, static_from_nodes, {}
-    v2 = _ort_values(model, g, static_needed, 2, source)
-    v3 = _ort_values(model, g, static_needed, 3, source)
-    at3 = {}
-    for name in static_needed:
-        a, b = v2[name], v3[name]
-        consts[name] = a
-        if a.shape != b.shape or not np.array_equal(a, b):
-            at3[name] = b
-            if a.shape != b.shape or a.ndim != 1:
-                batch_dep[name] = np.ones(a.shape, dtype=bool)
-            else:
-                batch_dep[name] = a != b
-    return consts, batch_dep, static_from_nodes, at3
+        if o.name in static_from_nodes:
+            needed[o.name] = None
+    if needed:
+        feeds = {
+            name: np.zeros(g.values[name].shape, dtype=np.dtype(g.values[name].dtype)) for name in g.inputs
+        }
+        consts.update(
+            ort_values(model, feeds, list(needed), source, "evaluating the model's shape arithmetic")
+        )
+    return consts
 
 
-def _ort_values(
-    model: onnx.ModelProto, g: Graph, names: list[str], batch: int, source: str
+def ort_values(
+    model: onnx.ModelProto, feeds: dict[str, np.ndarray], names: list[str], source: str, what: str
 ) -> dict[str, np.ndarray]:
+    """The named values of the model on `feeds`, by onnxruntime (no graph optimisation, so every
+    value the file names exists); a failure is one line saying what was being done."""
     import onnxruntime as ort
 
     m = onnx.ModelProto()
@@ -436,11 +440,6 @@ def _ort_values(
     for n in names:
         if n not in existing:
             m.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
-    feeds = {}
-    for name in g.inputs:
-        v = g.values[name]
-        shape = tuple(batch if d == -1 else d for d in v.shape)
-        feeds[name] = np.zeros(shape, dtype=np.dtype(v.dtype))
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 4  # errors come back as exceptions; 3 would also print them on stderr
@@ -448,9 +447,7 @@ def _ort_values(
         sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         outs = sess.run(names, feeds)
     except Exception as e:
-        raise InputError(
-            f"{source}: evaluating the model's shape arithmetic failed: {_ort_message(e)}"
-        ) from None
+        raise InputError(f"{source}: {what} failed: {_ort_message(e)}") from None
     return dict(zip(names, outs, strict=True))
 
 
@@ -465,4 +462,10 @@ def _ort_message(e: Exception) -> str:
     return msg[:300] or type(e).__name__
 
 
-from snnconvert.frontends import onnx_ops  # noqa: E402,F401  (registers the handlers)
+# the handlers register themselves on import
+from snnconvert.frontends import (  # noqa: E402,F401
+    onnx_ops,
+    onnx_ops_elementwise,
+    onnx_ops_index,
+    onnx_ops_reduce,
+)

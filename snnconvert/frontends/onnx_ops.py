@@ -1,4 +1,7 @@
-"""One handler per ONNX op type: read the node's attributes and constant inputs, emit IR nodes."""
+"""One handler per ONNX op type: read the node's attributes and constant inputs, emit IR nodes.
+
+Shapes are one sample's, concrete, in the export's own axes (the batch axis among them, size 1),
+so an ONNX axis is an IR axis and no handler needs to know where the samples are."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import numpy as np
 import onnx
 
 from snnconvert.errors import UnsupportedModelError
-from snnconvert.frontends.onnx import _ONNX_DTYPES, Ctx, Merged, handles
+from snnconvert.frontends.onnx import _ONNX_DTYPES, Ctx, handles
 
 Attrs = dict[str, Any]
 
@@ -251,10 +254,6 @@ def _reducemean(ctx: Ctx, node, a: Attrs) -> None:
             return
         axes = list(range(rank))
     axes = sorted(ax % rank for ax in axes)
-    if 0 in axes:
-        raise UnsupportedModelError(
-            f"node '{node.name}' (ReduceMean): reducing over the batch axis is not supported"
-        )
     ctx.emit(
         node, "ReduceMean", [ctx.input(node.input[0])], {"axes": axes, "keepdims": int(a.get("keepdims", 1))}
     )
@@ -264,39 +263,18 @@ def _reducemean(ctx: Ctx, node, a: Attrs) -> None:
 @handles("Reshape")
 def _reshape(ctx: Ctx, node, a: Attrs) -> None:
     shape = _ints(_need_const(ctx, node, 1, "shape"))
-    mask = ctx.batch_dep.get(node.input[1])
+    src = ctx.input(node.input[0])
+    in_shape = list(ctx.g.values[src].shape)
     if a.get("allowzero", 0) and 0 in shape:
         raise UnsupportedModelError(
             f"node '{node.name}' (Reshape): allowzero with a 0 in the shape is not supported"
         )
-    if mask is not None and (mask.ndim != 1 or not mask[0] or mask[1:].any()):
+    target = _reshape_target(shape, in_shape)
+    if target is None:
         raise UnsupportedModelError(
-            f"node '{node.name}' (Reshape): its target shape depends on the batch size in an axis other than 0"
+            f"node '{node.name}' (Reshape): target shape {shape} does not fit its input {in_shape}"
         )
-    data = node.input[0]
-    view = ctx.merged.get(data)
-    if view is not None:
-        src, per_row = view.src, [view.rows, *view.rest]
-    else:
-        src = ctx.input(data)
-        per_row = [1, *ctx.g.values[src].shape[1:]]
-    if mask is None and shape and shape[0] > 0 and view is None:
-        # a target shape folded at a fixed batch: keep the batch axis free when the data is batched
-        shape = [-1, *shape[1:]] if -1 not in shape[1:] else [0, *shape[1:]]
-    # the target at batch 2 and 3, with ONNX's 0 (copy) and -1 (infer) resolved
-    t2 = _reshape_target(shape, [2 * per_row[0], *per_row[1:]])
-    shape3 = _ints(ctx.consts3[node.input[1]]) if mask is not None else shape
-    t3 = _reshape_target(shape3, [3 * per_row[0], *per_row[1:]])
-    if t2 is None or t3 is None or t2[1:] != t3[1:] or t2[0] % 2 or t3[0] != t2[0] // 2 * 3:
-        raise UnsupportedModelError(
-            f"node '{node.name}' (Reshape): target shape {shape} does not keep the batch axis first "
-            f"(data {[-1, *per_row[1:]] if view is None else 'merged with the batch axis'})"
-        )
-    rows = t2[0] // 2
-    if rows == 1:
-        ctx.emit(node, "Reshape", [src], {"shape": [-1, *t2[1:]]})
-    else:  # batch-major merge of the batch with the next axes: resolved by the node that reads it
-        ctx.merged[node.output[0]] = Merged(src, rows, tuple(t2[1:]))
+    ctx.emit(node, "Reshape", [src], {"shape": target})
 
 
 def _reshape_target(shape: list[int], in_shape: list[int]) -> list[int] | None:
@@ -316,32 +294,19 @@ def _reshape_target(shape: list[int], in_shape: list[int]) -> list[int] | None:
 @handles("Expand")
 def _expand(ctx: Ctx, node, a: Attrs) -> None:
     shape = _ints(_need_const(ctx, node, 1, "shape"))
-    mask = ctx.batch_dep.get(node.input[1])
-    if mask is not None:
-        if mask.ndim != 1 or not mask[0] or mask[1:].any():
-            raise UnsupportedModelError(
-                f"node '{node.name}' (Expand): shape depends on the batch size off axis 0"
-            )
-        shape = [-1] + shape[1:]
-    ctx.emit(node, "Expand", [ctx.input(node.input[0])], {"shape": shape})
+    src = ctx.input(node.input[0])
+    in_shape = ctx.g.values[src].shape if src in ctx.g.values else ctx.g.initializers[src].shape
+    try:  # ONNX Expand broadcasts both ways: the IR keeps the resulting shape, concrete
+        target = [int(d) for d in np.broadcast_shapes(tuple(in_shape), tuple(shape))]
+    except ValueError:
+        raise UnsupportedModelError(
+            f"node '{node.name}' (Expand): shape {shape} does not broadcast with its input {list(in_shape)}"
+        ) from None
+    ctx.emit(node, "Expand", [src], {"shape": target})
 
 
 @handles("Transpose")
 def _transpose(ctx: Ctx, node, a: Attrs) -> None:
-    view = ctx.merged.get(node.input[0])
-    if view is not None:
-        perm = _ints(a.get("perm", list(range(1 + len(view.rest)))[::-1]))
-        if perm[0] != 0:
-            raise UnsupportedModelError(
-                f"node '{node.name}' (Transpose): moves an axis merged with the batch"
-            )
-        # [batch * rows, *rest] permuted after axis 0 == [batch, rows, *rest] permuted after axis 1
-        rows = ctx.g.unique_name(node.output[0] + "/rows")
-        ctx.emit(node, "Reshape", [view.src], {"shape": [-1, view.rows, *view.rest]}, [rows], "/rows")
-        out = ctx.g.unique_name(node.output[0] + "/per_sample")
-        ctx.emit(node, "Transpose", [rows], {"perm": [0, 1] + [p + 1 for p in perm[1:]]}, [out])
-        ctx.merged[node.output[0]] = Merged(out, view.rows, tuple(view.rest[p - 1] for p in perm[1:]))
-        return
     rank = _rank(ctx, node.input[0])
     perm = _ints(a.get("perm", list(range(rank))[::-1]))
     ctx.emit(node, "Transpose", [ctx.input(node.input[0])], {"perm": perm})
@@ -350,17 +315,9 @@ def _transpose(ctx: Ctx, node, a: Attrs) -> None:
 @handles("Flatten")
 def _flatten(ctx: Ctx, node, a: Attrs) -> None:
     src = ctx.input(node.input[0])
-    shape = ctx.g.values[src].shape
+    rank = len(ctx.g.values[src].shape)
     axis = int(a.get("axis", 1))
-    axis = axis + len(shape) if axis < 0 else axis  # ONNX allows [-rank, rank]
-    rows = int(np.prod(shape[1:axis]))
-    if axis >= 2 and rows > 1:  # [batch * rows, rest]: advanced indexing, read by a per-sample Gather
-        ctx.merged[node.output[0]] = Merged(src, rows, (int(np.prod(shape[axis:])),))
-        return
-    if axis == 0:
-        raise UnsupportedModelError(
-            f"node '{node.name}' (Flatten): axis=0 merges the batch axis into the features"
-        )
+    axis = axis + rank if axis < 0 else axis  # ONNX allows [-rank, rank]
     ctx.emit(node, "Flatten", [src], {"axis": axis})
 
 
@@ -412,16 +369,6 @@ def _slice(ctx: Ctx, node, a: Attrs) -> None:
     ends = [max(min(e, big), -big) for e in ends]
     starts = [max(min(s, big), -big) for s in starts]
     axes = [ax % rank for ax in axes]
-    if 0 in axes:
-        k = axes.index(0)
-        if starts[k] not in (0, -big) or ends[k] < 2**31 - 1 or steps[k] != 1:
-            raise UnsupportedModelError(
-                f"node '{node.name}' (Slice): slicing the batch axis is not supported"
-            )
-        # the whole batch axis (x[:] spelled out by an exporter): nothing to slice there
-        starts, ends, axes, steps = (
-            [v for i, v in enumerate(t) if i != k] for t in (starts, ends, axes, steps)
-        )
     ctx.emit(
         node,
         "Slice",
@@ -432,87 +379,23 @@ def _slice(ctx: Ctx, node, a: Attrs) -> None:
 
 @handles("Gather")
 def _gather(ctx: Ctx, node, a: Attrs) -> None:
-    axis = int(a.get("axis", 0))
     data, idx = node.input[0], node.input[1]
-    if data in ctx.merged:
-        _gather_per_sample(ctx, node, axis)
-        return
-    if ctx.const(data) is None and axis % _rank(ctx, data) == 0:
-        raise UnsupportedModelError(
-            f"node '{node.name}' (Gather): gathering along the batch axis is not supported"
-        )
+    axis = int(a.get("axis", 0)) % _rank(ctx, data)
     if ctx.const(idx) is not None:
         name = ctx.input(idx)
         ctx.g.initializers[name] = ctx.g.initializers[name].astype(np.int64)
     ctx.emit(node, "Gather", [ctx.input(data), ctx.input(idx)], {"axis": axis})
 
 
-def _gather_per_sample(ctx: Ctx, node, axis: int) -> None:
-    """Gather(x viewed as [batch * rows, *rest], b * rows + j) == Gather(x as [batch, rows, *rest], j, axis=1):
-    how exports spell x[arange(batch)[:, None], j]. j must not depend on the sample."""
-    view = ctx.merged[node.input[0]]
-    i2, i3 = ctx.const(node.input[1]), ctx.consts3.get(node.input[1])
-    offs = []
-    for b, ib in ((2, i2), (3, i3)):
-        if axis % (1 + len(view.rest)) != 0 or ib is None or ib.ndim == 0 or ib.shape[0] != b:
-            offs = []
-            break
-        ib = np.where(ib < 0, ib + b * view.rows, ib).astype(np.int64)
-        offs.append(ib - view.rows * np.arange(b).reshape((b,) + (1,) * (ib.ndim - 1)))
-    if not offs or offs[0].shape[1:] != offs[1].shape[1:] or not all((o == offs[0][:1]).all() for o in offs):
-        raise UnsupportedModelError(
-            f"node '{node.name}' (Gather): reads across samples of a value merged with the batch axis"
-        )
-    j = offs[0][0]
-    if (j < 0).any() or (j >= view.rows).any():
-        raise UnsupportedModelError(f"node '{node.name}' (Gather): index out of range of its sample")
-    rows = ctx.g.unique_name(node.output[0] + "/rows")
-    ctx.emit(node, "Reshape", [view.src], {"shape": [-1, view.rows, *view.rest]}, [rows], "/rows")
-    jname = ctx.g.unique_name(node.input[1] + "_per_sample")
-    ctx.g.initializers[jname] = np.array(j, dtype=np.int64, order="C")
-    ctx.emit(node, "Gather", [rows, jname], {"axis": 1})
-
-
 @handles("GatherND")
 def _gather_nd(ctx: Ctx, node, a: Attrs) -> None:
-    """GatherND(x, idx) with idx[b, ..., 0] == b (x[arange(batch)[:, None], j] from the dynamo exporter)
-    as a per-sample Gather over x's next axes flattened; anything reading across samples is refused."""
-    src = ctx.input(node.input[0])
-    shape = ctx.g.values[src].shape if src in ctx.g.values else None
-    i2, i3 = ctx.const(node.input[1]), ctx.consts3.get(node.input[1])
-    coords = []
-    if shape is not None and int(a.get("batch_dims", 0)) == 0 and i2 is not None and i3 is not None:
-        for b, ib in ((2, i2), (3, i3)):
-            if ib.ndim < 2 or ib.shape[0] != b or not 1 <= ib.shape[-1] <= len(shape):
-                break
-            batch = np.broadcast_to(np.arange(b).reshape((b,) + (1,) * (ib.ndim - 2)), ib.shape[:-1])
-            if not (ib[..., 0] == batch).all():
-                break
-            coords.append(ib[..., 1:])
-    if (
-        len(coords) != 2
-        or coords[0].shape[1:] != coords[1].shape[1:]
-        or not all((c == coords[0][:1]).all() for c in coords)
-    ):
-        raise UnsupportedModelError(
-            f"node '{node.name}' (GatherND): only indices [b, ..., j] that stay inside each sample are supported"
-        )
-    k = i2.shape[-1]
-    inner = [int(d) for d in shape[1:k]]
-    c = coords[0][0].astype(np.int64)
-    c = np.where(c < 0, c + np.array(inner, dtype=np.int64), c)
-    if ((c < 0) | (c >= np.array(inner, dtype=np.int64))).any():
-        raise UnsupportedModelError(f"node '{node.name}' (GatherND): index out of range of its sample")
-    j = (
-        np.ravel_multi_index(tuple(np.moveaxis(c, -1, 0)), inner)
-        if inner
-        else np.zeros(c.shape[:-1], np.int64)
-    )
-    rows = ctx.g.unique_name(node.output[0] + "/rows")
-    ctx.emit(node, "Reshape", [src], {"shape": [-1, int(np.prod(inner)), *shape[k:]]}, [rows], "/rows")
-    jname = ctx.g.unique_name(node.input[1] + "_per_sample")
-    ctx.g.initializers[jname] = np.array(j, dtype=np.int64, order="C")
-    ctx.emit(node, "Gather", [rows, jname], {"axis": 1})
+    if int(a.get("batch_dims", 0)) != 0:
+        raise UnsupportedModelError(f"node '{node.name}' (GatherND): batch_dims > 0 is not supported")
+    idx = node.input[1]
+    if ctx.const(idx) is not None:
+        name = ctx.input(idx)
+        ctx.g.initializers[name] = ctx.g.initializers[name].astype(np.int64)
+    ctx.emit(node, "GatherND", [ctx.input(node.input[0]), ctx.input(idx)])
 
 
 def _axes_arg(ctx: Ctx, node, a: Attrs) -> list[int]:
@@ -552,7 +435,7 @@ def _cast(ctx: Ctx, node, a: Attrs) -> None:
 @handles("ConstantOfShape")
 def _constant_of_shape(ctx: Ctx, node, a: Attrs) -> None:
     raise UnsupportedModelError(
-        f"node '{node.name}' (ConstantOfShape): its shape depends on the batch size; export with that input given"
+        f"node '{node.name}' (ConstantOfShape): its shape depends on the input data, so it has no fixed size"
     )
 
 

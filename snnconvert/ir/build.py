@@ -9,28 +9,12 @@ import numpy as np
 from snnconvert.errors import GraphError
 from snnconvert.ir.graph import Graph, Node, Value
 from snnconvert.ir.registry import infer_shapes
-
-
-def input_signature(g: Graph, n: Node) -> tuple[list, list, list]:
-    """(shapes, dtypes, constant values or None) of a node's inputs, as infer_shapes takes them."""
-    shapes, dtypes, consts = [], [], []
-    for i in n.inputs:
-        if i in g.initializers:
-            a = g.initializers[i]
-            shapes.append(tuple(a.shape))
-            dtypes.append(str(a.dtype))
-            consts.append(a)
-        else:
-            v = g.values[i]
-            shapes.append(v.shape)
-            dtypes.append(v.dtype)
-            consts.append(None)
-    return shapes, dtypes, consts
+from snnconvert.ir.validate import validate
 
 
 def add_node(g: Graph, n: Node) -> Node:
     """Append a node and create its output values with inferred shapes and dtypes."""
-    shapes, dtypes, consts = input_signature(g, n)
+    shapes, dtypes, consts = g.input_signature(n)
     try:
         got = infer_shapes(n.op, n.attrs, shapes, dtypes, consts)
     except Exception as e:
@@ -50,9 +34,16 @@ class GraphBuilder:
     def __init__(self) -> None:
         self.g = Graph(nodes=[], values={}, inputs=[], outputs=[])
 
-    def input(self, name: str, shape: tuple[int, ...], dtype: str = "float32") -> str:
+    def input(
+        self, name: str, shape: tuple[int, ...], dtype: str = "float32", batch_axis: int | None = None
+    ) -> str:
+        """A graph input of one sample's `shape`; `batch_axis` is where that shape keeps the
+        batch-of-one axis an export has (None: the sample has no such axis)."""
+        if batch_axis is not None and shape[batch_axis] != 1:
+            raise ValueError(f"input '{name}': axis {batch_axis} of {list(shape)} is not a batch of one")
         self.g.inputs.append(name)
         self.g.values[name] = Value(name, tuple(shape), dtype)
+        self.g.meta.setdefault("batch_axes", {})[name] = batch_axis
         return name
 
     def const(self, name: str, value: Any) -> str:
@@ -72,9 +63,16 @@ class GraphBuilder:
         add_node(self.g, Node(base, op, list(inputs), outs, dict(attrs or {})))
         return outs[0] if n_out == 1 else outs
 
-    def output(self, *names: str) -> Graph:
+    def output(self, *names: str, batch_axis: int | None | str = "inputs") -> Graph:
+        """Mark outputs; `batch_axis` as for inputs ("inputs": the inputs' axis, when they agree and
+        the output has a size-1 axis there)."""
         self.g.outputs.extend(names)
-        from snnconvert.ir.validate import validate
-
+        axes = self.g.meta.setdefault("batch_axes", {})
+        if batch_axis == "inputs":
+            given = {axes.get(i) for i in self.g.inputs}
+            batch_axis = given.pop() if len(given) == 1 else None
+        for o in names:
+            ok = batch_axis is not None and self.g.values[o].shape[batch_axis : batch_axis + 1] == (1,)
+            axes[o] = batch_axis if ok else None
         validate(self.g)
         return self.g

@@ -1,7 +1,12 @@
-"""Reference executor: runs an IR graph in float with torch, batched.
+"""Reference executor: runs a per-sample IR graph in float with torch, on many samples at once.
 
 This is the ANN baseline, what calibration observes, and (with every op's reference) the ground
 truth the simulator is compared with. Values are freed after their last use to bound memory.
+
+Three layouts meet here. A *model-layout* array is what a data file or onnxruntime holds: the
+samples along the input's batch axis. Inside, every run-time value is *sample-major*
+[B, *per-sample shape]: the outer axis is the one `run_batched` vectorises over. Constants have
+no outer axis.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import torch
 
 from snnconvert.errors import GraphError, InputError
 from snnconvert.ir.graph import Graph
-from snnconvert.ir.registry import run_op, torch_dtype
+from snnconvert.ir.registry import run_batched, torch_dtype
 
 Observer = Callable[[str, torch.Tensor], None]
 
@@ -34,20 +39,60 @@ def last_uses(g: Graph) -> dict[str, int]:
     return last
 
 
+def expected_layout(g: Graph, name: str) -> str:
+    """An input's model-layout shape for messages: N where the samples go."""
+    shape = list(g.values[name].shape)
+    a = g.batch_axis(name)
+    dims = [str(d) for d in shape] if a is not None else ["N", *map(str, shape)]
+    if a is not None:
+        dims[a] = "N"
+    return "[" + ", ".join(dims) + "]"
+
+
+def to_sample_major(g: Graph, name: str, x: torch.Tensor) -> torch.Tensor:
+    """A model-layout input -> [B, *per-sample shape]; InputError if its shape does not fit."""
+    v = g.values[name]
+    a = g.batch_axis(name)
+    want = tuple(v.shape)
+    if a is None:
+        ok = x.dim() == len(want) + 1 and tuple(x.shape[1:]) == want
+    else:
+        ok = x.dim() == len(want) and all(
+            d == w for i, (d, w) in enumerate(zip(x.shape, want, strict=True)) if i != a
+        )
+    if not ok:
+        raise InputError(
+            f"input '{name}' has shape {list(x.shape)}, the model expects {expected_layout(g, name)}"
+        )
+    return x if a is None else x.movedim(a, 0).unsqueeze(a + 1)
+
+
+def to_model_layout(g: Graph, name: str, t: torch.Tensor, lead: int = 1) -> torch.Tensor:
+    """[*outer, *per-sample shape] of a graph output -> the samples back on its batch axis (the
+    outer axes before them stay in front: [T, B, ...] keeps T first)."""
+    a = g.batch_axis(name)
+    if a is None:
+        return t
+    return t.squeeze(a + lead).movedim(lead - 1, a + lead - 1)
+
+
+def sample_rows(g: Graph, name: str, t: torch.Tensor, lead: int = 1) -> torch.Tensor:
+    """A graph output as [*outer, B, rest]: its batch-of-one axis dropped, samples first."""
+    a = g.batch_axis(name)
+    return t if a is None else t.squeeze(a + lead)
+
+
 def prepare_feeds(
     g: Graph, feeds: Mapping[str, np.ndarray | torch.Tensor], device="cpu"
 ) -> dict[str, torch.Tensor]:
-    """Check names/shapes/dtypes of the inputs and convert them to torch tensors."""
+    """Check names/shapes/dtypes of model-layout inputs; return them sample-major as torch tensors."""
     out = {}
     for name in g.inputs:
         if name not in feeds:
             raise InputError(f"missing input '{name}'")
         x = feeds[name]
         t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x, copy=True))
-        v = g.values[name]
-        if tuple(t.shape[1:]) != tuple(v.shape[1:]) or t.dim() != len(v.shape):
-            raise InputError(f"input '{name}' has shape {list(t.shape)}, the model expects {list(v.shape)}")
-        out[name] = t.to(device=device, dtype=torch_dtype(v.dtype))
+        out[name] = to_sample_major(g, name, t).to(device=device, dtype=torch_dtype(g.values[name].dtype))
     return out
 
 
@@ -70,23 +115,32 @@ class Executor:
         observe: Observer | None = None,
         keep: set[str] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Outputs of the graph (plus the values named in `keep`); `observe(name, tensor)` sees every
-        node output as it is computed."""
+        """Graph outputs (plus the values named in `keep`), sample-major [B, *shape]; `observe(name,
+        tensor)` sees every node output, sample-major, as it is computed."""
         env = prepare_feeds(self.g, feeds, self.device)
         if self.dtype is not None:
             env = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in env.items()}
+        batch = next(iter(env.values())).shape[0]
+        consts = dict(self.consts)
         keep = set(keep or ()) | set(self.g.outputs)
         for i, n in enumerate(self.g.nodes):
-            args = [self.consts[x] if x in self.consts else env[x] for x in n.inputs]
+            args = [consts[x] if x in consts else env[x] for x in n.inputs]
+            batched = [x not in consts for x in n.inputs]
             try:
-                outs = run_op(n.op, n.attrs, args)
+                outs = run_batched(n.op, n.attrs, args, batched)
             except Exception as e:
-                shapes = [list(a.shape) for a in args]
+                shapes = [list(a.shape[1:] if b else a.shape) for a, b in zip(args, batched, strict=True)]
                 raise GraphError(
-                    f"node '{n.name}' ({n.op}) failed on inputs {shapes}: {str(e).splitlines()[0]}"
+                    f"node '{n.name}' ({n.op}) failed on per-sample inputs {shapes}: {str(e).splitlines()[0]}"
                 ) from e
             for name, t in zip(n.outputs, outs, strict=True):
-                env[name] = t
+                if not any(batched):  # computed from constants only: the same for every sample
+                    consts[name] = t
+                    t = t.unsqueeze(0).expand((batch, *t.shape))
+                    if name in keep or observe is not None:
+                        env[name] = t
+                else:
+                    env[name] = t
                 if observe is not None:
                     observe(name, t)
             for x in n.inputs:
@@ -96,5 +150,7 @@ class Executor:
 
 
 def run_graph(g: Graph, feeds: Mapping[str, np.ndarray | torch.Tensor], **kw) -> dict[str, torch.Tensor]:
-    """One-shot convenience over Executor."""
-    return Executor(g).run(feeds, **kw)
+    """One-shot convenience over Executor: model-layout feeds in, the graph outputs back in model
+    layout (as onnxruntime would give them); values named in `keep` sample-major."""
+    res = Executor(g).run(feeds, **kw)
+    return {k: to_model_layout(g, k, v) if k in g.outputs else v for k, v in res.items()}

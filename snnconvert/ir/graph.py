@@ -1,7 +1,11 @@
 """The IR every stage reads and writes: plain data only, so it serialises to JSON + .npz without pickle.
 
-Shapes include the batch axis as axis 0, written as -1 ("any batch size"); every other dimension is
-fixed at import. Keeping the batch axis first is what lets the simulator fold time into the batch.
+A graph describes ONE sample: every shape is concrete, the shape of that tensor when the model
+runs on a single sample. An ONNX import keeps the export's own axes, so the axis that was the
+batch stays in the shapes with size 1 (`meta["batch_axes"]` says where, per input and output; None
+when a sample has no such axis). The executor and the simulator run many samples (and timesteps)
+by vectorising over an outer axis the ops never see, so an export may permute, split or merge its
+axes however its author wrote it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ CODINGS = ("rate", "count")
 
 @dataclass
 class Value:
-    """A named tensor: shape (batch axis first, -1), dtype name, and after conversion a domain."""
+    """A named tensor: its per-sample shape, dtype name, and after conversion a domain."""
 
     name: str
     shape: tuple[int, ...]
@@ -44,17 +48,12 @@ class Value:
         )
 
     @property
-    def sample_shape(self) -> tuple[int, ...]:
-        """Shape of one sample (the batch axis dropped)."""
-        return tuple(self.shape[1:])
-
-    @property
     def numel(self) -> int:
         """Elements per sample."""
-        return int(np.prod(self.sample_shape, dtype=np.int64)) if self.shape else 1
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
 
 
-@dataclass
+@dataclass(eq=False)  # identity: list searches and sets of nodes must not compare fields
 class Node:
     """One op application. `attrs` holds plain data (numbers, strings, lists) only."""
 
@@ -95,21 +94,56 @@ class Graph:
     initializers: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
-    # -- queries ---------------------------------------------------------------------------------
+    # -- queries (indexed: a pass over a graph of thousands of nodes asks them per node) -------------
+    def _index(self) -> _Index:
+        idx = self.__dict__.get("_idx")
+        if idx is None or idx.nodes_id != id(self.nodes) or idx.n_nodes != len(self.nodes):
+            idx = _Index.build(self.nodes)
+            self.__dict__["_idx"] = idx
+        return idx
+
+    def touch(self) -> None:
+        """Forget the query index: call after rewiring a node's inputs/outputs in place."""
+        self.__dict__.pop("_idx", None)
+
     def node(self, name: str) -> Node:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
+        n = self._index().by_name.get(name)
+        if n is None:
+            raise KeyError(name)
+        return n
 
     def producer(self, value: str) -> Node | None:
-        for n in self.nodes:
-            if value in n.outputs:
-                return n
-        return None
+        return self._index().producer.get(value)
 
     def consumers(self, value: str) -> list[Node]:
-        return [n for n in self.nodes if value in n.inputs]
+        return list(self._index().consumers.get(value, ()))
+
+    def has_node(self, name: str) -> bool:
+        return name in self._index().by_name
+
+    def batch_axis(self, name: str) -> int | None:
+        """Where the sample's batch-of-one axis sits in a graph input or output (None: it has none)."""
+        axes = self.meta.get("batch_axes", {})
+        if name in axes:
+            return None if axes[name] is None else int(axes[name])
+        shape = self.values[name].shape if name in self.values else ()
+        return 0 if shape and shape[0] == 1 else None
+
+    def input_signature(self, n: Node) -> tuple[list, list, list]:
+        """(shapes, dtypes, constant values or None) of a node's inputs, as shape inference takes them."""
+        shapes, dtypes, consts = [], [], []
+        for i in n.inputs:
+            if i in self.initializers:
+                a = self.initializers[i]
+                shapes.append(tuple(a.shape))
+                dtypes.append(str(a.dtype))
+                consts.append(a)
+            else:
+                v = self.values[i]
+                shapes.append(v.shape)
+                dtypes.append(v.dtype)
+                consts.append(None)
+        return shapes, dtypes, consts
 
     def is_const(self, value: str) -> bool:
         return value in self.initializers
@@ -137,14 +171,18 @@ class Graph:
         )
 
     def unique_name(self, base: str) -> str:
-        """A value/node/initializer name not used yet in this graph."""
-        taken = set(self.values) | set(self.initializers) | {n.name for n in self.nodes}
-        if base not in taken:
-            return base
-        i = 1
-        while f"{base}_{i}" in taken:
+        """A value/node/initializer name not used yet in this graph (nor handed out before)."""
+        idx = self._index()
+
+        def taken(x: str) -> bool:
+            return x in self.values or x in self.initializers or x in idx.by_name or x in idx.reserved
+
+        name, i = base, 0
+        while taken(name):
             i += 1
-        return f"{base}_{i}"
+            name = f"{base}_{i}"
+        idx.reserved.add(name)
+        return name
 
     def remove_unused(self) -> None:
         """Drop nodes whose outputs nobody needs, then initializers and values nobody references."""
@@ -160,3 +198,26 @@ class Graph:
             used.update(n.outputs)
         self.initializers = {k: v for k, v in self.initializers.items() if k in used}
         self.values = {k: v for k, v in self.values.items() if k in used}
+
+
+@dataclass
+class _Index:
+    nodes_id: int
+    n_nodes: int
+    by_name: dict[str, Node]
+    producer: dict[str, Node]
+    consumers: dict[str, list[Node]]
+    reserved: set[str]
+
+    @staticmethod
+    def build(nodes: list[Node]) -> _Index:
+        by_name: dict[str, Node] = {}
+        producer: dict[str, Node] = {}
+        consumers: dict[str, list[Node]] = {}
+        for n in nodes:
+            by_name.setdefault(n.name, n)
+            for o in n.outputs:
+                producer.setdefault(o, n)
+            for i in dict.fromkeys(n.inputs):
+                consumers.setdefault(i, []).append(n)
+        return _Index(id(nodes), len(nodes), by_name, producer, consumers, set())

@@ -1,5 +1,5 @@
 """Data-movement ops of the IR. They cost nothing and are affine in their data input, so spikes pass
-through them unchanged. Shape-like arguments are attributes, fixed at import (batch axis = -1)."""
+through them unchanged. Shape-like arguments are attributes: one sample's shapes, fixed at import."""
 
 from __future__ import annotations
 
@@ -19,22 +19,13 @@ def _any(s: frozenset[int]) -> bool:
 
 
 def _reshape(a, x):
-    shape = list(a["shape"])
-    # ONNX semantics: 0 copies the input dim (unless allowzero); the batch axis is -1 in the IR.
-    for i, d in enumerate(shape):
-        if d == 0:
-            shape[i] = x.shape[i]
-    return torch.reshape(x, shape)
+    return torch.reshape(x, list(a["shape"]))
 
 
 def _expand(a, x):
-    shape = list(a["shape"])
-    nd = max(len(shape), x.dim())
-    shape = [1] * (nd - len(shape)) + shape
-    xs = [1] * (nd - x.dim()) + list(x.shape)
-    # -1 marks the batch axis: keep the input's size there; ONNX Expand broadcasts both ways.
-    target = [xs[i] if d == -1 else max(d, xs[i]) if xs[i] != 1 else d for i, d in enumerate(shape)]
-    return x.expand(*target) if x.dim() == nd else x.reshape(xs).expand(*target)
+    shape = list(a["shape"])  # the broadcast result, resolved at import
+    xs = [1] * (len(shape) - x.dim()) + list(x.shape)
+    return x.reshape(xs).expand(*shape)
 
 
 def _slice(a, x):
@@ -64,6 +55,15 @@ def _gather(a, data, idx):
     return flat.reshape(data.shape[:axis] + idx.shape + data.shape[axis + 1 :])
 
 
+def _gather_nd(a, data, idx):
+    idx = idx.long()
+    m = idx.shape[-1]
+    if data.device.type != "meta":
+        sizes = torch.tensor(data.shape[:m], dtype=torch.long, device=idx.device)
+        idx = torch.where(idx < 0, idx + sizes, idx)
+    return data[tuple(idx[..., k] for k in range(m))]
+
+
 def _unsqueeze(a, x):
     out_rank = x.dim() + len(a["axes"])
     for ax in sorted(d % out_rank for d in a["axes"]):
@@ -79,11 +79,11 @@ def _squeeze(a, x):
 
 
 def _flatten(a, x):
-    axis = a["axis"] % x.dim() if x.dim() else 0
+    axis = a["axis"] + x.dim() if a["axis"] < 0 else a["axis"]  # ONNX allows axis == rank
     if axis == 0:
         return x.reshape(1, -1)
     inner = 1
-    for d in x.shape[axis:]:  # static per-sample dims; the batch stays symbolic under torch.export
+    for d in x.shape[axis:]:
         inner *= int(d)
     return x.reshape(-1, inner)
 
@@ -104,6 +104,7 @@ register(
         lambda a, *xs: torch.cat(xs, dim=a["axis"]),
         attrs={"axis": Attr(int, required=True)},
         affine_in=_any,
+        run_many=lambda a, *xs: torch.cat(xs, dim=a["axis"] % (xs[0].dim() - 1) + 1),
     )
 )
 register(
@@ -129,6 +130,7 @@ register(
     )
 )
 register(OpDef("Gather", _gather, attrs={"axis": Attr(int, 0)}, affine_in=_data_only))
+register(OpDef("GatherND", _gather_nd, affine_in=_data_only, doc="ONNX GatherND with batch_dims = 0"))
 register(OpDef("Unsqueeze", _unsqueeze, attrs={"axes": Attr(INTS, required=True)}, affine_in=_data_only))
 register(OpDef("Squeeze", _squeeze, attrs={"axes": Attr(INTS, required=True)}, affine_in=_data_only))
 register(OpDef("Expand", _expand, attrs={"shape": Attr(INTS, required=True)}, affine_in=_data_only))
@@ -138,13 +140,5 @@ register(
         lambda a, x: x.to(torch_dtype(a["to"])),
         attrs={"to": Attr(str, required=True)},
         affine_in=lambda s: False,
-    )
-)
-register(
-    OpDef(
-        "BatchBroadcast",
-        lambda a, x, ref: x.expand((ref.shape[0],) + tuple(x.shape[1:])),
-        affine_in=_data_only,
-        doc="a constant [1, ...] repeated to the batch size of `ref` (e.g. a CLS token)",
     )
 )

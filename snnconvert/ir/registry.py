@@ -49,6 +49,9 @@ class OpDef:
     # snn_cost(attrs, in_shapes, out_shapes, events, executions) -> (ACs, elementwise ops by kind).
     snn_cost: Callable[..., tuple[float, dict[str, float]]] | None = None
     analog_parts: str = ""  # what inside such an op is not driven by spikes (for the energy report)
+    # The op on sample-major inputs (every input given the outer axis), for an op whose torch.vmap
+    # rule reads the batch size as a number, which torch.export (the portable SNN) then fixes.
+    run_many: Callable[..., Any] | None = None
 
     def with_defaults(self, attrs: dict[str, Any]) -> dict[str, Any]:
         out = {k: a.default for k, a in self.attrs.items() if not a.required}
@@ -82,39 +85,91 @@ def run_op(op: str, attrs: dict[str, Any], inputs: Sequence[torch.Tensor]) -> li
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
+def vectorised(
+    fn: Callable[..., Any], inputs: Sequence[torch.Tensor | None], batched: Sequence[bool]
+) -> tuple[torch.Tensor, ...]:
+    """fn(*inputs) for a per-sample fn on many samples at once: the inputs flagged in `batched`
+    carry an outer axis 0 (samples, or time x samples) that fn never sees; the others (weights,
+    constants) are shared. torch.vmap does the vectorising, so a reference is written once, for
+    one sample, and cannot depend on how many samples run together. fn returns a tuple."""
+    if not any(batched):
+        return tuple(fn(*inputs))
+    if next(x for x, b in zip(inputs, batched, strict=True) if b).shape[0] == 1:
+        # one sample: plain ops, nothing to vectorise (this is also what the portable SNN traces,
+        # so that its program holds no vmap and a user's torch.vmap can run it on a batch)
+        one = [x[0] if b else x for x, b in zip(inputs, batched, strict=True)]
+        return tuple(o.unsqueeze(0) for o in fn(*one))
+    in_dims = tuple(0 if b else None for b in batched)
+    return tuple(torch.vmap(fn, in_dims=in_dims)(*inputs))
+
+
+def run_batched(
+    op: str, attrs: dict[str, Any], inputs: Sequence[torch.Tensor], batched: Sequence[bool]
+) -> list[torch.Tensor]:
+    """run_op over an outer axis of samples (see `vectorised`)."""
+    d = get(op)
+    full = d.with_defaults(attrs)
+
+    def per_sample(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = d.run(full, *xs)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+    if d.run_many is not None and any(batched):
+        n = next(x for x, b in zip(inputs, batched, strict=True) if b).shape[0]
+        xs = [x if b else x.unsqueeze(0).expand((n, *x.shape)) for x, b in zip(inputs, batched, strict=True)]
+        out = d.run_many(full, *xs)
+        return list(out) if isinstance(out, (tuple, list)) else [out]
+    return list(vectorised(per_sample, inputs, batched))
+
+
+def run_batched_events(
+    op: str,
+    attrs: dict[str, Any],
+    inputs: Sequence[torch.Tensor],
+    batched: Sequence[bool],
+    changed: torch.Tensor | None = None,
+) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """An op with neurons inside over an outer axis of samples: (outputs, events by kind), the
+    events shaped like the outputs with the same outer axis. `changed` is batched like inputs."""
+    d = get(op)
+    full = d.with_defaults(attrs)
+    kinds: list[str] = []
+
+    def per_sample(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ch = xs[-1] if changed is not None else None
+        out, ev = d.events(full, *(xs[:-1] if changed is not None else xs), changed=ch)
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        kinds[:] = [str(len(outs))] + sorted(ev)
+        return (*outs, *(ev[k] for k in sorted(ev)))
+
+    args = [*inputs, changed] if changed is not None else list(inputs)
+    flags = [*batched, True] if changed is not None else list(batched)
+    res = vectorised(per_sample, args, flags)
+    n_out = int(kinds[0])
+    return list(res[:n_out]), dict(zip(kinds[1:], res[n_out:], strict=True))
+
+
 def infer_shapes(
     op: str, attrs: dict[str, Any], shapes: Sequence[Shape], dtypes: Sequence[str], consts: Sequence[Any]
 ) -> list[tuple[Shape, str]]:
     """Output (shape, dtype) per output, by running the reference on meta tensors.
 
     `consts` holds the numpy value of constant inputs (None for data) so index-like constants
-    keep their dtype. Shapes use -1 for the batch axis: the op runs at batch 2 and 3, and the axis
-    that follows the batch size becomes -1 again. An op that moves or merges the batch axis away
-    from axis 0 is rejected (the simulator folds time into that axis).
+    keep their dtype. Data inputs run as two samples through `run_batched`, exactly as the
+    executor will run them, so an op whose reference cannot be vectorised fails here, at
+    import, naming its node, instead of in the middle of a simulation.
     """
-    runs = []
-    for b in (2, 3):
-        ins = []
-        for s, dt, c in zip(shapes, dtypes, consts, strict=True):
-            if c is not None:
-                ins.append(torch.empty(c.shape, dtype=torch_dtype(str(c.dtype)), device="meta"))
-            else:
-                concrete = tuple(b if (i == 0 and d == -1) else d for i, d in enumerate(s))
-                ins.append(torch.empty(concrete, dtype=torch_dtype(dt), device="meta"))
-        runs.append(run_op(op, attrs, ins))
-    res = []
-    for o2, o3 in zip(*runs, strict=True):
-        s2, s3 = tuple(int(d) for d in o2.shape), tuple(int(d) for d in o3.shape)
-        if s2 == s3:
-            res.append((s2, dtype_name(o2.dtype)))
-            continue
-        moved = [i for i, (a, b) in enumerate(zip(s2, s3, strict=True)) if a != b]
-        if moved != [0] or (s2[0], s3[0]) != (2, 3):
-            raise ValueError(
-                f"the batch axis moves or merges with another axis (output shape {list(s2)} at batch 2)"
-            )
-        res.append(((-1,) + s2[1:], dtype_name(o2.dtype)))
-    return res
+    ins, batched = [], []
+    for s, dt, c in zip(shapes, dtypes, consts, strict=True):
+        if c is not None:
+            ins.append(torch.empty(c.shape, dtype=torch_dtype(str(c.dtype)), device="meta"))
+            batched.append(False)
+        else:
+            ins.append(torch.empty((2, *s), dtype=torch_dtype(dt), device="meta"))
+            batched.append(True)
+    outs = run_batched(op, attrs, ins, batched)
+    lead = 1 if any(batched) else 0
+    return [(tuple(int(d) for d in o.shape[lead:]), dtype_name(o.dtype)) for o in outs]
 
 
 _DTYPES = {
@@ -141,5 +196,5 @@ def dtype_name(dt: torch.dtype) -> str:
 
 
 def numel(shape: Shape) -> int:
-    """Elements per sample: the batch axis (-1) counts as one."""
-    return int(np.prod([1 if d == -1 else d for d in shape], dtype=np.int64)) if shape else 1
+    """Elements of a per-sample shape."""
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1

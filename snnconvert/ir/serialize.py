@@ -30,7 +30,9 @@ def graph_to_json(g: Graph) -> dict:
 def save_graph(g: Graph, directory: str | Path) -> None:
     """Write into an existing directory (callers make it atomic with atomic_dir)."""
     d = Path(directory)
-    (d / "graph.json").write_text(json.dumps(graph_to_json(g), indent=1, sort_keys=True) + "\n")
+    j = graph_to_json(g)
+    j["content_hash"] = content_hash(g)  # lets a load skip re-inferring every shape
+    (d / "graph.json").write_text(json.dumps(j, indent=1, sort_keys=True) + "\n")
     np.savez(d / "weights.npz", **{k: np.asarray(v) for k, v in sorted(g.initializers.items())})
 
 
@@ -65,9 +67,16 @@ def load_graph(directory: str | Path) -> Graph:
     missing = [k for k in j.get("initializers", []) if k not in weights]
     if missing:
         raise InputError(f"{wz}: lacks weights {', '.join(missing[:5])} named in graph.json")
+    old = next((v.name for v in g.values.values() if any(d < 0 for d in v.shape)), None)
+    if old is not None:
+        raise InputError(
+            f"{gj}: value '{old}' has a batch axis (-1): written by an older snnconvert, whose IR was "
+            "batched; convert the model again"
+        )
     from snnconvert.ir.validate import validate
 
-    validate(g, source=str(gj))
+    # structure always; shapes again only if the file is not what was saved (edited by hand)
+    validate(g, source=str(gj), check_shapes=j.get("content_hash") != content_hash(g))
     return g
 
 

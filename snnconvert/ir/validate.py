@@ -56,12 +56,20 @@ def validate(g: Graph, source: str = "graph", check_shapes: bool = True) -> None
             raise GraphError(f"{source}: graph output '{o}' is never produced")
     if not g.outputs:
         raise GraphError(f"{source}: the graph has no outputs")
+    for name, axis in g.meta.get("batch_axes", {}).items():
+        v = g.values.get(name)
+        if v is None or name not in g.inputs and name not in g.outputs:
+            raise GraphError(f"{source}: meta.batch_axes names '{name}', not a graph input or output")
+        if axis is not None and (
+            not isinstance(axis, int) or not 0 <= axis < len(v.shape) or v.shape[axis] != 1
+        ):
+            raise GraphError(
+                f"{source}: meta.batch_axes['{name}'] = {axis} is not a size-1 axis of its shape {list(v.shape)}"
+            )
 
 
 def _check_node_shapes(g: Graph, n, where: str) -> None:
-    from snnconvert.ir.build import input_signature
-
-    shapes, dtypes, consts = input_signature(g, n)
+    shapes, dtypes, consts = g.input_signature(n)
     try:
         got = infer_shapes(n.op, n.attrs, shapes, dtypes, consts)
     except Exception as e:  # the op's own reference rejected these shapes

@@ -154,7 +154,7 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
         if _keeps_spikes(g, n, lambda v: v in spike):
             spike.update(n.outputs)
             continue
-        if n.op in MOVES or n.op in ("Cast", "Equal", "Where", "BatchBroadcast"):
+        if n.op in MOVES or n.op in ("Cast", "Equal", "Where"):
             continue  # moving or selecting analog values: the consumer's neuron quantises them
         for o in n.outputs:
             v = g.values[o]

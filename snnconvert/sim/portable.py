@@ -3,9 +3,11 @@ outputs, so it runs with plain PyTorch and no snnconvert installed.
 
     step(x, t, *state) -> (y_t, *new_state)
 
-`t` is the number of steps already run (0 at the start), every state tensor starts at zero
-(shapes in portable.json), and y_t is the output's increment at this step: its running mean
-(rate coding) or running total (count coding) is the SNN's output.
+for ONE sample: x is the sample without its batch axis, every state tensor starts at zero (shapes
+in portable.json), `t` is the number of steps already run (0 at the start), and y_t is the
+output's increment at this step: its running mean (rate coding) or running total (count coding)
+is the SNN's output. torch.vmap(step) runs a batch. One sample because torch.vmap's rules for
+several ops (cat, layer_norm) read the batch size as a number, which would fix it in the trace.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import torch
 
 from snnconvert.atomic import write_json
+from snnconvert.ir.execute import sample_rows
 from snnconvert.ir.graph import Graph
 from snnconvert.ir.registry import torch_dtype
 from snnconvert.sim.simulator import Simulator
@@ -40,24 +43,32 @@ class StepModule(torch.nn.Module):
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         n_in = len(self.input_names)
-        feeds = dict(zip(self.input_names, args[:n_in], strict=True))
+        g = self.sim.g
+        feeds = {  # one sample -> a model-layout batch of one
+            k: x.unsqueeze(g.batch_axis(k) or 0) for k, x in zip(self.input_names, args[:n_in], strict=True)
+        }
         t = args[n_in]
-        state = dict(zip(self.keys, args[n_in + 1 :], strict=True))
+        state = {k: v.unsqueeze(0) for k, v in zip(self.keys, args[n_in + 1 :], strict=True)}
         outs = self.sim.run_chunk(feeds, t.to(torch.float32), 1, state)
         sig = outs[self.out]
         y = sig.data if sig.static else sig.data[0]
         if sig.static and self.sim.coding == "count":
             y = y * (t == 0).to(y.dtype)
-        return (y, *[state[k] for k in self.keys])
+        return (sample_rows(g, self.out, y)[0], *[state[k][0] for k in self.keys])
+
+
+def _model_zeros(g: Graph, name: str, batch: int) -> torch.Tensor:
+    """A model-layout input of `batch` samples."""
+    shape = list(g.values[name].shape)
+    a = g.batch_axis(name)
+    shape = [batch, *shape] if a is None else [*shape[:a], batch, *shape[a + 1 :]]
+    return torch.zeros(shape, dtype=torch_dtype(g.values[name].dtype))
 
 
 def state_layout(g: Graph, analog_mode: str) -> list[tuple[str, tuple[int, ...], str]]:
     """(key, per-sample shape, dtype) of every state tensor, found by running one step at batch 2."""
     sim = Simulator(g, analog_mode=analog_mode)
-    feeds = {
-        k: torch.zeros((2,) + tuple(g.values[k].shape[1:]), dtype=torch_dtype(g.values[k].dtype))
-        for k in g.inputs
-    }
+    feeds = {k: _model_zeros(g, k, 2) for k in g.inputs}
     state: dict[str, torch.Tensor] = {}
     sim.run_chunk(feeds, 0, 1, state)
     return [(k, tuple(v.shape[1:]), str(v.dtype).replace("torch.", "")) for k, v in sorted(state.items())]
@@ -69,16 +80,14 @@ def export_portable(g: Graph, directory: str | Path) -> dict[str, Any]:
     layout = state_layout(g, mode)
     keys = [k for k, _, _ in layout]
     mod = StepModule(g, keys, mode).eval()
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    xs = tuple(
-        torch.zeros((2,) + tuple(g.values[k].shape[1:]), dtype=torch_dtype(g.values[k].dtype))
-        for k in g.inputs
-    )
-    st = tuple(torch.zeros((2,) + shp) for _, shp, _ in layout)
+    # One sample, shapes fixed: torch.vmap's rules for several ops (cat, layer_norm) read the
+    # batch size as a number, so a dynamic batch cannot be traced through them; a user vectorises
+    # the one-sample program with torch.vmap (README), which runs it on any batch.
+    xs = tuple(_model_zeros(g, k, 1).squeeze(g.batch_axis(k) or 0) for k in g.inputs)
+    st = tuple(torch.zeros(shp) for _, shp, _ in layout)
     args = (*xs, torch.tensor(0), *st)
-    dyn = tuple({0: batch} for _ in xs) + (None,) + tuple({0: batch} for _ in st)
     try:
-        ep = torch.export.export(mod, args, dynamic_shapes=(dyn,), strict=False)
+        ep = torch.export.export(mod, args, strict=False)
     except Exception as e:  # torch.export raises many types; the SNN itself is unaffected
         raise PortableExportError(str(e).splitlines()[0][:160] if str(e) else type(e).__name__) from e
     d = Path(directory) / "portable"
@@ -87,16 +96,28 @@ def export_portable(g: Graph, directory: str | Path) -> dict[str, Any]:
     meta = {
         "format": "snnconvert-portable/1",
         "inputs": [
-            {"name": k, "shape": list(g.values[k].shape), "dtype": g.values[k].dtype} for k in g.inputs
+            {
+                "name": k,
+                "shape": list(g.values[k].shape),
+                "batch_axis": g.batch_axis(k),
+                "dtype": g.values[k].dtype,
+            }
+            for k in g.inputs
         ],
-        "output": {"name": g.outputs[0], "shape": list(g.values[g.outputs[0]].shape)},
+        "output": {
+            "name": g.outputs[0],
+            "shape": list(g.values[g.outputs[0]].shape),
+            "batch_axis": g.batch_axis(g.outputs[0]),
+        },
         "state": [{"key": k, "shape": list(s), "dtype": dt} for k, s, dt in layout],
         "coding": g.meta.get("coding", "rate"),
         "decode": "mean of the per-step outputs"
         if g.meta.get("coding", "rate") == "rate"
         else "sum of the per-step outputs",
         "timesteps": g.meta.get("timesteps", 50),
-        "usage": "step(*inputs, t, *state) -> (y_t, *state); t = steps already run; state starts at zeros",
+        "usage": "step(*inputs, t, *state) -> (y_t, *state) for ONE sample (each input without its batch "
+        "axis); t = steps already run; state starts at zeros; torch.vmap(step, in_dims=(batch axis of each "
+        "input..., None, 0, ...)) runs a batch",
     }
     write_json(d / META_FILE, meta)
     return meta

@@ -15,7 +15,7 @@ import torch
 
 from snnconvert.data.files import Dataset
 from snnconvert.errors import InputError, UnsupportedModelError
-from snnconvert.ir.execute import Executor
+from snnconvert.ir.execute import Executor, sample_rows
 from snnconvert.ir.graph import Graph
 from snnconvert.ir.registry import EVALUATIONS, get
 from snnconvert.sim.simulator import Sig, Simulator, internal_records, is_spike_record
@@ -124,11 +124,10 @@ def simulate(
             res.layer_fid[name].add(dec, ann_vals[name])
 
         outs = sim.run_chunk(feeds, 0, timesteps, state={}, record=res.events, observe=observe)
-        dec, _ = sim.decode(outs[out_name], 0, timesteps, None)  # [T, B, ...]
-        if dec.dim() > 3 and int(np.prod(dec.shape[2:])) == dec.shape[-1]:
-            dec = dec.reshape(dec.shape[0], dec.shape[1], -1)  # [B, 1, C] logits -> [B, C]
-            ann_out = ann_out.reshape(ann_out.shape[0], -1)
-            lim_out = lim_out.reshape(lim_out.shape[0], -1)
+        dec, _ = sim.decode(outs[out_name], 0, timesteps, None)  # [T, B, *per-sample shape]
+        dec = sample_rows(snn, out_name, dec, lead=2)  # [T, B, classes] for a classifier
+        ann_out = sample_rows(ann, ann.outputs[0], ann_out)
+        lim_out = sample_rows(snn, out_name, lim_out)
         for t in range(timesteps):
             res.out_fid[t].add(dec[t], ann_out)
         if labels is not None and dec.dim() != 3:

@@ -3,7 +3,8 @@
 Every value carries a per-step signal whose running *mean* (rate coding) or running *total*
 (count coding) is the value it stands for. A value identical at every step (rate) or arriving
 whole at step 1 (count) is kept "static" ([B, ...]) and computed once; the rest are streams
-([Tc, B, ...]). Ops are run on all timesteps at once with time folded into the batch axis:
+([Tc, B, ...]). Ops are run on all timesteps at once with time folded into the outer axis the
+per-sample ops are vectorised over (`run_batched`):
 - affine ops (in their time-varying inputs) act on the per-step signal directly;
 - other analog ops act on the decoded running value and emit the difference of their output's
   running mean/total, so their output decodes to f(decoded input) at every step ("mean" mode); or,
@@ -25,7 +26,7 @@ import torch
 from snnconvert.errors import InputError
 from snnconvert.ir.execute import constants, last_uses, prepare_feeds
 from snnconvert.ir.graph import Graph, Node
-from snnconvert.ir.registry import EVALUATIONS, get, run_op
+from snnconvert.ir.registry import EVALUATIONS, get, run_batched, run_batched_events
 from snnconvert.neurons.integrate_fire import if_steps
 
 ANALOG_MODES = ("mean", "step")
@@ -75,6 +76,17 @@ class Simulator:
         self.analog_mode = analog_mode
         self.device = torch.device(device)
         self.consts = constants(g, self.device)
+        for n in g.nodes:  # computed from constants only: the same for every sample and step
+            if not get(n.op).spiking and all(x in self.consts for x in n.inputs):
+                self.consts.update(
+                    zip(
+                        n.outputs,
+                        run_batched(
+                            n.op, n.attrs, [self.consts[x] for x in n.inputs], [False] * len(n.inputs)
+                        ),
+                        strict=True,
+                    )
+                )
         self.last = last_uses(g)
         self.spiking = [n for n in g.nodes if get(n.op).spiking]
 
@@ -105,6 +117,8 @@ class Simulator:
         keep = set(keep or ()) | set(self.g.outputs)
         steps = torch.arange(1, tc + 1, device=self.device, dtype=torch.float32) + t0
         for i, n in enumerate(self.g.nodes):
+            if all(o in self.consts for o in n.outputs):
+                continue
             ins = [Sig(self.consts[x], True) if x in self.consts else env[x] for x in n.inputs]
             outs = self._node(n, ins, tc, steps, state, record)
             for name, s in zip(n.outputs, outs, strict=True):
@@ -130,24 +144,32 @@ class Simulator:
             return self._per_step(n, ins, tc, record)
         return self._decoded(n, ins, stream, tc, steps, state, record)
 
-    @staticmethod
+    def _batched(self, n: Node) -> list[bool]:
+        """Which inputs carry the outer (time x) sample axis: all but the constants."""
+        return [x not in self.consts for x in n.inputs]
+
+    def _run(self, n: Node, args: list[torch.Tensor]) -> list[torch.Tensor]:
+        return run_batched(n.op, n.attrs, args, self._batched(n))
+
     def _apply(
+        self,
         n: Node,
         args: list[torch.Tensor],
         record: dict[str, torch.Tensor] | None,
         changed: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
-        """run_op, recording the spikes inside ops that have neurons inside (summed over the
-        folded time x batch axis); `changed` marks the inputs that received events this step."""
+        """The op on sample-major args, recording the spikes inside ops that have neurons inside
+        (summed over the folded time x batch axis); `changed` marks the inputs that received
+        events this step."""
         op = get(n.op)
         if op.events is None or record is None:
-            return run_op(n.op, n.attrs, args)
-        out, ev = op.events(op.with_defaults(n.attrs), *args, changed=changed)
+            return self._run(n, args)
+        out, ev = run_batched_events(n.op, n.attrs, args, self._batched(n), changed)
         for kind, e in ev.items():
             key = internal_key(n.outputs[0], kind)
             tot = e.sum(0)
             record[key] = record[key] + tot if key in record else tot
-        return list(out) if isinstance(out, (tuple, list)) else [out]
+        return out
 
     @staticmethod
     def _time_shape(steps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -172,11 +194,11 @@ class Simulator:
                 args.append(_fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape))))
             else:
                 args.append(s.data)
-        outs = [_unfold(o, tc) for o in run_op(n.op, n.attrs, args)]
+        outs = [_unfold(o, tc) for o in self._run(n, args)]
         if self.coding == "count":
             # the op's constant term (bias, static addends) belongs to step 1 only
             zargs = [torch.zeros_like(s.data[0]) if i in stream else s.data for i, s in enumerate(ins)]
-            zero_out = run_op(n.op, n.attrs, zargs)
+            zero_out = self._run(n, zargs)
             outs = [
                 o - z * self._time_shape(steps > 1, o).to(o.dtype)
                 for o, z in zip(outs, zero_out, strict=True)

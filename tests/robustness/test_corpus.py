@@ -156,9 +156,9 @@ def _(env, tmp):
 
 @case("onnx-unsupported-ops")
 def _(env, tmp):
-    p = tiny_model(tmp / "unsup.onnx", ops=("Relu", "Sin", "Cos", "Relu", "Round"))
+    p = tiny_model(tmp / "unsup.onnx", ops=("Relu", "Acosh", "Asinh", "Relu", "Atanh"))
     # every offender in the one line
-    return calibrate_run(p, env, tmp, ["unsup.onnx", "sin_1 (Sin)", "cos_2 (Cos)", "round_4 (Round)"])
+    return calibrate_run(p, env, tmp, ["unsup.onnx", "acosh_1 (Acosh)", "asinh_2 (Asinh)", "atanh_4 (Atanh)"])
 
 
 @case("onnx-opset-too-old")
