@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -89,10 +90,15 @@ def calibrate(
         _update(name, name, t.detach())
 
     def _update(key: str, name: str, t: torch.Tensor) -> None:
+        channel = None if key != name else _channel_axis(g, name)
+        if t.is_floating_point() and bool((t == -math.inf).any()):
+            # -inf is how exports mask (scores + finfo.min, or where(mask, -inf, x)): the masked
+            # entries hold no data to calibrate; the rest are sketched
+            t, channel = t[t != -math.inf], None
         try:  # the sketch rejects NaN/Inf itself (cheaply, before touching its counts)
-            sketches[key].update(t, channel_axis=None if key != name else _channel_axis(g, name))
+            sketches[key].update(t, channel_axis=channel)
         except SketchError:
-            node = next((n.name for n in g.nodes if name in n.outputs), "?")
+            node = g.producer(name).name if g.producer(name) is not None else "?"
             raise InputError(
                 f"{g.meta.get('source', 'model')}: activation '{name}' of node '{node}' becomes NaN/Inf "
                 f"on {data.path} (the model overflows float32 or has non-finite weights)"
