@@ -7,12 +7,15 @@ import shutil
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from snnconvert.atomic import atomic_dir, write_json
 from snnconvert.errors import InputError
 from snnconvert.ir.graph import Graph
 from snnconvert.ir.serialize import content_hash, load_graph, save_graph
+
+if TYPE_CHECKING:
+    from snnconvert.frontends.torch import ModelFactory
 
 EXAMPLE_FILES = {
     "model.onnx": ("zoo", "digits_vit.onnx"),
@@ -26,13 +29,17 @@ def load_model(
     path: str | Path,
     input_shapes: dict[str, list[int]] | None = None,
     batch_axes: dict[str, int] | None = None,
+    factory: ModelFactory | None = None,
 ) -> Graph:
-    """An ONNX file, or a PyTorch ExportedProgram (.pt2) exported to ONNX in memory."""
+    """An ONNX file, a PyTorch ExportedProgram (.pt2), or a state_dict (.pt/.pth) with the factory that
+    builds its module: the PyTorch ones are exported to ONNX in memory and imported the same way."""
     p = Path(path)
     if p.suffix in (".pt", ".pth", ".pt2", ".ckpt"):
         from snnconvert.frontends.torch import load_torch
 
-        return load_torch(p, input_shapes, batch_axes)
+        return load_torch(p, input_shapes, batch_axes, factory)
+    if factory is not None:
+        raise InputError(f"{p}: --model-factory goes with a state_dict (.pt/.pth), not an ONNX model")
     from snnconvert.frontends.onnx import load_onnx
 
     return load_onnx(p, input_shapes, batch_axes)
@@ -62,12 +69,13 @@ def run_calibration(
     progress: Callable[[int], None] | None = None,
     input_shapes: dict[str, list[int]] | None = None,
     batch_axes: dict[str, int] | None = None,
+    factory: ModelFactory | None = None,
 ) -> dict[str, Any]:
     from snnconvert.calibrate.file import Calibration
     from snnconvert.calibrate.observe import calibrate
     from snnconvert.data.files import load_dataset
 
-    g = load_model(model, input_shapes, batch_axes)
+    g = load_model(model, input_shapes, batch_axes, factory)
     ds = load_dataset(data, g)
     sketches = calibrate(g, ds, samples=samples, batch_size=batch_size, progress=progress)
     n = ds.n if samples is None else samples
@@ -95,6 +103,7 @@ def run_conversion(
     input_shapes: dict[str, list[int]] | None = None,
     portable: bool = True,
     batch_axes: dict[str, int] | None = None,
+    factory: ModelFactory | None = None,
 ) -> dict[str, Any]:
     from snnconvert.calibrate.file import load_calibration
     from snnconvert.passes import PassContext, run_pass
@@ -104,7 +113,7 @@ def run_conversion(
     r = load_recipe(recipe)
     if percentile is not None and not (50.0 <= percentile <= 100.0):
         raise InputError(f"--percentile must be in [50, 100], got {percentile}")
-    ann = load_model(model, input_shapes, batch_axes)
+    ann = load_model(model, input_shapes, batch_axes, factory)
     cal = load_calibration(calibration, content_hash(ann))
     ctx = PassContext(calibration=cal, coding=r.coding)
     g = ann
@@ -113,6 +122,7 @@ def run_conversion(
             params = {**params, "percentile": float(percentile)}
         g = run_pass(name, g, params, ctx)
     assign_domains(g, r.coding)
+    ctx.notes.extend(coverage_notes(ann, g, r))
     g.meta.update(
         coding=r.coding,
         recipe=r.name,
@@ -142,6 +152,40 @@ def run_conversion(
                 summary["notes"].append(f"portable artefact not written: torch.export failed ({e})")
         write_json(tmp / "summary.json", summary)
     return summary
+
+
+def coverage_notes(ann: Graph, g: Graph, recipe: Any) -> list[str]:
+    """One line per pass that was meant to spike some op type and left some of them analog, so a
+    recipe that converts nothing (mueller2021 on a GELU model) says so instead of saying nothing."""
+    from collections import Counter
+
+    from snnconvert.passes import PASSES
+
+    before, after = Counter(n.op for n in ann.nodes), Counter(n.op for n in g.nodes)
+    notes = []
+    for name, _ in recipe.passes:
+        for op in PASSES[name].spikes:
+            if op == "*":
+                continue
+            left, had = after.get(op, 0), before.get(op, 0)
+            if had and not left:
+                continue
+            activations = sorted(k for k in before if k in ("Gelu", "Sigmoid", "Tanh", "Erf", "Softplus"))
+            hint = (
+                f"; its activations are {', '.join(f'{a} (x{before[a]})' for a in activations)}: "
+                "the recipe spikezip_count spikes every op output"
+                if activations and op == "Relu"
+                else ""
+            )
+            if not had:
+                notes.append(
+                    f"{recipe.name}: {name} spikes {op}, and the model has none, so it converted nothing{hint}"
+                )
+            else:
+                notes.append(
+                    f"{recipe.name}: {name} converted {had - left} of {had} {op} nodes; {left} stay analog"
+                )
+    return notes
 
 
 def conversion_summary(g: Graph) -> dict[str, Any]:
