@@ -47,11 +47,10 @@ def _stack_axis(one: np.ndarray, two: np.ndarray, both: np.ndarray) -> tuple[boo
 
 
 def output_batch_axes(
-    model: onnx.ModelProto, g: Graph, onnx_outputs: list[str], source: str
+    model: onnx.ModelProto, g: Graph, onnx_outputs: list[str], source: str, runner
 ) -> tuple[dict[str, int | None], str | None]:
     """{IR output: its batch-of-one axis or None} and a note; UnsupportedModelError naming the first
-    node whose output mixes samples."""
-    from snnconvert.frontends.onnx import ort_values
+    node whose output mixes samples. `runner` is an OrtRunner that exposes the model's outputs."""
 
     rng = np.random.default_rng(0)
     axes = g.meta["batch_axes"]
@@ -60,12 +59,12 @@ def output_batch_axes(
     names = list(dict.fromkeys(onnx_outputs))
     ir_name = dict(zip(onnx_outputs, g.outputs, strict=True))
     try:
-        y2 = ort_values(model, both, names, source, "running the model on 2 samples")
+        y2 = runner.run(both, "running the model on 2 samples", names)
     except InputError as e:
         why = str(e).split(" failed: ", 1)[-1][:160]
         return {ir_name[o]: g.batch_axis(ir_name[o]) for o in names}, _NOTE_NO_BATCH.format(why=why)
-    y1 = ort_values(model, one, names, source, "running the model on one sample")
-    y1b = ort_values(model, two, names, source, "running the model on one sample")
+    y1 = runner.run(one, "running the model on one sample", names)
+    y1b = runner.run(two, "running the model on one sample", names)
     out: dict[str, int | None] = {}
     for o in names:
         ok, k = _stack_axis(y1[o], y1b[o], y2[o])

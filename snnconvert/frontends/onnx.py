@@ -269,7 +269,16 @@ def import_model(
     if not g.inputs:
         raise InputError(f"{source}: the model has no data inputs")
     g.meta["batch_axes"] = axes
-    consts = _fold_static(model, g, static, source)
+    runners: dict[str, OrtRunner] = {}
+
+    def runner(extra: list[str], what: str) -> OrtRunner:
+        """One session for the folding and the batch check: the static values and the outputs."""
+        if "r" not in runners:
+            outs = [o.name for o in model.graph.output]
+            runners["r"] = OrtRunner(model, list(dict.fromkeys([*extra, *outs])), source, what)
+        return runners["r"]
+
+    consts = _fold_static(model, g, static, runner)
     ctx = Ctx(model, opset, g, consts)
     for node in model.graph.node:
         if all(o in static or not o for o in node.output):
@@ -297,7 +306,9 @@ def import_model(
         g.outputs.append(name)
     from snnconvert.frontends.batch_check import output_batch_axes
 
-    out_axes, note = output_batch_axes(model, g, [ctx.name(o.name) for o in model.graph.output], source)
+    out_axes, note = output_batch_axes(
+        model, g, [ctx.name(o.name) for o in model.graph.output], source, runner([], "running the model")
+    )
     for o, ax in out_axes.items():
         g.meta["batch_axes"][o] = ax
     if note:
@@ -308,7 +319,7 @@ def import_model(
     g.remove_unused()
     from snnconvert.ir.validate import validate
 
-    validate(g, source=source)
+    validate(g, source=source, check_shapes=False)  # every node's shapes were inferred as it was added
     return g
 
 
@@ -401,7 +412,10 @@ def _classify(model: onnx.ModelProto, data_inputs: set[str]) -> tuple[set[str], 
 
 
 def _fold_static(
-    model: onnx.ModelProto, g: Graph, static_from_nodes: set[str], source: str
+    model: onnx.ModelProto,
+    g: Graph,
+    static_from_nodes: set[str],
+    runner: Callable[[list[str], str], OrtRunner],
 ) -> dict[str, np.ndarray]:
     """Every value that does not depend on input data (and that data-dependent nodes read),
     evaluated at batch 1 by onnxruntime, plus the initializers."""
@@ -421,34 +435,51 @@ def _fold_static(
         feeds = {
             name: np.zeros(g.values[name].shape, dtype=np.dtype(g.values[name].dtype)) for name in g.inputs
         }
-        consts.update(
-            ort_values(model, feeds, list(needed), source, "evaluating the model's shape arithmetic")
-        )
+        what = "evaluating the model's shape arithmetic"
+        consts.update(runner(list(needed), what).run(feeds, what, list(needed)))
     return consts
+
+
+class OrtRunner:
+    """One onnxruntime session over the model with `names` exposed as outputs (no graph
+    optimisation, so every value the file names exists); sessions of a large model take seconds
+    to build, so an import builds one and runs it as often as it needs."""
+
+    def __init__(self, model: onnx.ModelProto, names: list[str], source: str, what: str):
+        import onnxruntime as ort
+
+        self.names, self.source = list(names), source
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        existing = {o.name for o in m.graph.output}
+        for n in self.names:
+            if n not in existing:
+                m.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        opts.log_severity_level = 4  # errors come back as exceptions; 3 would also print them on stderr
+        try:
+            self.sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise InputError(f"{source}: {what} failed: {_ort_message(e)}") from None
+
+    def run(
+        self, feeds: dict[str, np.ndarray], what: str, names: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The named values on `feeds`; a failure is one line saying what was being done."""
+        want = self.names if names is None else names
+        try:
+            outs = self.sess.run(want, feeds)
+        except Exception as e:
+            raise InputError(f"{self.source}: {what} failed: {_ort_message(e)}") from None
+        return dict(zip(want, outs, strict=True))
 
 
 def ort_values(
     model: onnx.ModelProto, feeds: dict[str, np.ndarray], names: list[str], source: str, what: str
 ) -> dict[str, np.ndarray]:
-    """The named values of the model on `feeds`, by onnxruntime (no graph optimisation, so every
-    value the file names exists); a failure is one line saying what was being done."""
-    import onnxruntime as ort
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    existing = {o.name for o in m.graph.output}
-    for n in names:
-        if n not in existing:
-            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 4  # errors come back as exceptions; 3 would also print them on stderr
-    try:
-        sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        outs = sess.run(names, feeds)
-    except Exception as e:
-        raise InputError(f"{source}: {what} failed: {_ort_message(e)}") from None
-    return dict(zip(names, outs, strict=True))
+    """The named values of the model on `feeds`, by a one-off OrtRunner."""
+    return OrtRunner(model, names, source, what).run(feeds, what)
 
 
 def _ort_message(e: Exception) -> str:
