@@ -117,6 +117,48 @@ def _parse_axes(specs: list[str] | None) -> dict[str, int] | None:
     return axes
 
 
+ModelArg = Annotated[
+    Path,
+    typer.Argument(help="Model: .onnx, .pt2 (torch.export), or a state_dict .pt/.pth with --model-factory."),
+]
+ModelFactoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model-factory",
+        help="module:function that builds the nn.Module a state_dict belongs to (your code, imported "
+        "from the working directory or PYTHONPATH); give --input-shape for forward's arguments.",
+    ),
+]
+ModelKwargsOpt = Annotated[
+    str | None, typer.Option("--model-kwargs", help="JSON object of keyword arguments for --model-factory.")
+]
+
+
+def _parse_factory(spec: str | None, kwargs: str | None) -> Any:
+    """--model-factory and --model-kwargs as a ModelFactory (None without a factory)."""
+    import json
+
+    from snnconvert.errors import InputError
+
+    if spec is None:
+        if kwargs is not None:
+            raise InputError("--model-kwargs needs --model-factory")
+        return None
+    args = {}
+    if kwargs is not None:
+        try:
+            args = json.loads(kwargs)
+        except ValueError as e:
+            raise InputError(f"--model-kwargs: not valid JSON ({e})") from None
+        if not isinstance(args, dict):
+            raise InputError(
+                f'--model-kwargs: expected a JSON object {{"name": value}}, got {type(args).__name__}'
+            )
+    from snnconvert.frontends.torch import ModelFactory
+
+    return ModelFactory(spec, args)
+
+
 # -- commands --------------------------------------------------------------------------------------
 @app.command()
 def example(directory: Annotated[Path, typer.Argument(help="Directory to write into (created).")]) -> None:
@@ -133,17 +175,20 @@ def example(directory: Annotated[Path, typer.Argument(help="Directory to write i
 
 @app.command()
 def inspect(
-    model: Annotated[Path, typer.Argument(help="ONNX model file.")],
+    model: ModelArg,
     input_shape: InputShape = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
     batch_axis: BatchAxis = None,
+    model_factory: ModelFactoryOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
 ) -> None:
     """Inputs/outputs, op histogram, and which nodes each recipe can convert."""
     from snnconvert.api import load_model
     from snnconvert.inspect import inspect_graph
 
     check_output(json_out)
-    g = load_model(model, _parse_shapes(input_shape), _parse_axes(batch_axis))
+    factory = _parse_factory(model_factory, model_kwargs)
+    g = load_model(model, _parse_shapes(input_shape), _parse_axes(batch_axis), factory)
     info = inspect_graph(g)
     t = Table(title=f"{model.name}: {len(g.nodes)} nodes, {info['parameters']:,} parameters")
     t.add_column("kind")
@@ -175,13 +220,15 @@ def inspect(
 
 @app.command()
 def calibrate(
-    model: Annotated[Path, typer.Argument(help="ONNX model file.")],
+    model: ModelArg,
     data: Annotated[Path, typer.Option("--data", help="Calibration data (.npz).")],
     out_file: Annotated[Path, typer.Option("--out", help="Calibration file to write (JSON).")],
     samples: Annotated[int | None, typer.Option("--samples", help="Use only the first N samples.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     input_shape: InputShape = None,
     batch_axis: BatchAxis = None,
+    model_factory: ModelFactoryOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
 ) -> None:
     """Record robust percentiles of every activation that may spike (streaming, memory-bounded)."""
     import numpy as np
@@ -189,6 +236,7 @@ def calibrate(
     from snnconvert.api import run_calibration
 
     check_output(out_file)
+    factory = _parse_factory(model_factory, model_kwargs)
     total = samples or 0
     if not total:
         try:
@@ -206,13 +254,14 @@ def calibrate(
             progress=tick,
             input_shapes=_parse_shapes(input_shape),
             batch_axes=_parse_axes(batch_axis),
+            factory=factory,
         )
     out.print(f"calibrated {info['tensors']} tensors on {info['samples']} samples -> {out_file}")
 
 
 @app.command()
 def convert(
-    model: Annotated[Path, typer.Argument(help="ONNX model file.")],
+    model: ModelArg,
     calibration: Annotated[Path, typer.Option("--calibration", help="File from `snnconvert calibrate`.")],
     recipe: Annotated[str, typer.Option("--recipe", help="Built-in recipe name or a YAML file.")],
     out_dir: Annotated[Path, typer.Option("--out", help="SNN directory to write.")],
@@ -221,6 +270,8 @@ def convert(
     ] = None,
     input_shape: InputShape = None,
     batch_axis: BatchAxis = None,
+    model_factory: ModelFactoryOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
 ) -> None:
     """Apply a recipe's passes and write the spiking IR, the ANN IR and a portable PyTorch SNN."""
     from snnconvert.api import run_conversion
@@ -234,6 +285,7 @@ def convert(
         percentile=percentile,
         input_shapes=_parse_shapes(input_shape),
         batch_axes=_parse_axes(batch_axis),
+        factory=_parse_factory(model_factory, model_kwargs),
     )
     out.print(
         f"[bold]{s['recipe']}[/] ({s['coding']} coding): {s['neurons']} neuron layers, "
