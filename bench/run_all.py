@@ -26,6 +26,7 @@ KNOWN = (
     "bench_simulator",
     "bench_spikingjelly",
     "fuzz_onnx",
+    "real_models",  # export + run of the real-world export matrix (bench/real_models.py)
 )
 
 
