@@ -275,7 +275,7 @@ def _check_tensor_meta(meta: Any, nbytes: int, where: str) -> int:
     if not isinstance(meta, dict):
         raise _Refused(where, "has no tensor_meta (only raw tensors are read)")
     dtype = meta.get("dtype")
-    if dtype not in _ELEMENT_BYTES:
+    if type(dtype) is not int or dtype not in _ELEMENT_BYTES:
         raise _Refused(where, f"dtype {dtype!r} is not a tensor element type", advice=False)
     if meta.get("layout") != _STRIDED:
         raise _Refused(where, f"layout {meta.get('layout')!r} is not strided (sparse and others are refused)")
@@ -509,7 +509,7 @@ def _check_treespec(s: Any, where: str) -> None:
     def node(n: Any, depth: int) -> None:
         if not isinstance(n, dict) or depth > MAX_DEPTH:
             raise _Refused(where, "is not a tree spec", advice=False)
-        if n.get("type") not in _TREESPEC_TYPES:
+        if not (n.get("type") is None or isinstance(n["type"], str)) or n.get("type") not in _TREESPEC_TYPES:
             raise _Refused(
                 where,
                 f"input/output type {str(n.get('type'))[:60]!r} is not a tuple, list or dict (export a "
@@ -523,7 +523,10 @@ def _check_treespec(s: Any, where: str) -> None:
         for key in ctx if isinstance(ctx, list) else ([] if ctx is None else [ctx]):
             if not (isinstance(key, int) or isinstance(key, str) and key.isidentifier()):
                 raise _Refused(where, f"key {str(key)[:60]!r} is not a Python identifier")
-        for c in n.get("children_spec") or []:
+        children = n.get("children_spec") or []
+        if not isinstance(children, list):
+            raise _Refused(where, "is not a tree spec", advice=False)
+        for c in children:
             node(c, depth + 1)
 
     node(spec[1], 0)

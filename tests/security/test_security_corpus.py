@@ -305,3 +305,31 @@ def test_total_size_cap(base):
 
     with pytest.raises(InputError, match="add up to more than 1,000 bytes"):
         checked_archive(base, max_bytes=1000)
+
+
+def _set_in_spec(j: dict, spec: str) -> None:
+    j["graph_module"]["module_call_graph"][0]["signature"]["in_spec"] = spec
+
+
+@pytest.mark.parametrize(
+    "member,change",
+    [
+        (craft.WEIGHTS_CONFIG, lambda j: j["config"]["fc1.weight"]["tensor_meta"].__setitem__("dtype", {})),
+        (craft.WEIGHTS_CONFIG, lambda j: j["config"]["fc1.weight"]["tensor_meta"].__setitem__("sizes", 5)),
+        (craft.WEIGHTS_CONFIG, lambda j: j["config"].__setitem__("fc1.weight", [])),
+        (craft.CONSTANTS_CONFIG, lambda j: j.__setitem__("config", [])),
+        (craft.PROGRAM, lambda j: _set_in_spec(j, '[1, {"type": [1]}]')),
+        (craft.PROGRAM, lambda j: _set_in_spec(j, '[1, {"type": null, "children_spec": 3}]')),
+        (craft.PROGRAM, lambda j: _set_in_spec(j, "[" * 5000 + "]" * 5000)),
+        (craft.PROGRAM, lambda j: j["graph_module"]["graph"]["nodes"][0].__setitem__("metadata", [])),
+        (craft.PROGRAM, lambda j: j.__setitem__("guards_code", "x")),
+    ],
+)
+def test_malformed_fields_are_one_line_refusals(member, change, base, tmp_path):
+    """A field of the wrong type is refused as such, never an internal error from the checker."""
+    from snnconvert.errors import InputError
+    from snnconvert.frontends.pt2_archive import checked_archive
+
+    p = craft.edit(base, tmp_path / "odd.pt2", lambda m: craft.edit_json(m, member, change))
+    with pytest.raises(InputError, match="odd.pt2: refused: "):
+        checked_archive(p)
