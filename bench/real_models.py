@@ -896,6 +896,7 @@ def run_case(runner: Runner, d: Path, timesteps: list[int], recipes: list[str], 
             rec["neurons"] = summ.get("neurons")
             rec["spike_values"] = summ.get("spike_values")
             rec["analog_nodes"] = len(summ.get("analog_nodes", []))
+            rec["spiking_softmax"] = len(summ.get("spiking_subnetworks", []))
             rec["notes"] = summ.get("notes", [])
         except Exception as e:
             rec["summary_unreadable"] = _first_line(e)
@@ -935,9 +936,10 @@ def _code_id(code: Path | None) -> dict[str, Any]:
         st = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "snnconvert"],
                             capture_output=True, text=True).stdout  # fmt: skip
         out["working_tree"] = "modified snnconvert/ files" if st.strip() else "clean"
-    else:
+    else:  # a snapshot (e.g. `git archive COMMIT snnconvert`), with the commit in DIR/.commit
         marker = code / ".commit"
-        out["snapshot_of"] = marker.read_text().strip() if marker.is_file() else "unknown"
+        out["commit"] = marker.read_text().strip() if marker.is_file() else "unknown"
+        out["snapshot"] = True
     return out
 
 
@@ -1094,12 +1096,18 @@ def _multi(ss: list[dict | None], codes) -> str:
     return f"{ok}/{len(ss)}" + (" " + ",".join(bad) if bad else "")
 
 
-def _cos(rec: dict, t: int, sit: bool = False) -> str:
+def _cos(rec: dict, t: int, sit: bool = False, idle: bool = False) -> str:
     c = (rec or {}).get("cosine", {}).get(str(t))
     if c is None:
         return "–"
     s = f"{c:.4f}"
-    return s + ("!" if sit and c < SIT_TARGET else "")
+    return s + ("!" if sit and c < SIT_TARGET else "") + ("°" if idle else "")
+
+
+def _nothing_spikes(row: dict, recipe: str) -> bool:
+    """The recipe converts no node of this model (inspect's count): its SNN is the ANN."""
+    r = (row.get("inspect") or {}).get("recipes", {}).get(recipe)
+    return r is not None and r.get("spiking") == 0
 
 
 def counts(rows: list[dict], recipes: list[str]) -> list[tuple[str, int, int]]:
@@ -1145,7 +1153,7 @@ def markdown(result: dict) -> str:
         f"- run: {meta['date']}, {meta.get('run_seconds')} s; stage timeout {meta['stage_timeout_s']:g} s "
         "(x4 for the big case, which simulates 8 samples)",
         f"- code: commit {code.get('commit', '?')[:10]}"
-        + (f", snapshot of {code['snapshot_of']}" if "snapshot_of" in code else "")
+        + (" (a snapshot of it, `--code`)" if code.get("snapshot") or "snapshot_of" in code else "")
         + (f" ({code['working_tree']})" if "working_tree" in code else ""),
         "- " + ", ".join(f"{k} {v[k]}" for k in sorted(v)),
         f"- recipes: {', '.join(recipes)}",
@@ -1162,7 +1170,8 @@ def markdown(result: dict) -> str:
         "",
         "Stage cells: `ok`, an error code (below), `k/5` recipes ok followed by the codes of the others, `-` not "
         f"reached. `cos@T` for {', '.join(f'{a} = {r}' for r, a in TABLE_RECIPES)}; `!` marks sit2024 below "
-        f"{SIT_TARGET} at T = 32. `†` a case whose batch is on axis 1 (needs `--batch-axis`).",
+        f"{SIT_TARGET} at T = 32; `°` a recipe that converts nothing in this model (no ReLU for mueller2021: "
+        "its SNN is the ANN, the cosine says nothing). `†` a case whose batch is on axis 1 (needs `--batch-axis`).",
         "",
     ]
     cos_head = [f"{a}@{t}" for _, a in TABLE_RECIPES for t in ts]
@@ -1185,7 +1194,11 @@ def markdown(result: dict) -> str:
         ]
         for rname, _ in TABLE_RECIPES:
             for t in ts:
-                cells.append(_cos(r["recipes"].get(rname), t, sit=rname == "sit2024" and t == 32))
+                cells.append(
+                    _cos(
+                        r["recipes"].get(rname), t, rname == "sit2024" and t == 32, _nothing_spikes(r, rname)
+                    )
+                )
         cells.append(f"{r.get('seconds', 0):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Errors, grouped", ""]
