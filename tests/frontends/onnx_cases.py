@@ -26,8 +26,7 @@ N = helper.make_node
 X34 = [("x", F, ["N", 3, 4])]
 
 # Cases whose op acts on axis 0 (the batch axis of an export) feed one sample with that axis declared
-# as size 1: a per-sample IR imports them as they are; the IR that keeps the batch as axis 0 cannot.
-PER_SAMPLE = pytest.mark.xfail(reason="needs per-sample IR", strict=False)
+# as size 1: the per-sample IR imports them as they are.
 
 
 @dataclass

@@ -11,7 +11,6 @@ import onnx
 import pytest
 from onnx_cases import (
     I64,
-    PER_SAMPLE,
     Case,
     F,
     N,
@@ -73,7 +72,7 @@ def _cumsum_cases() -> list[Case]:
             ONE_SAMPLE,
             ["y"],
             {"ax": np.array(0, np.int64)},
-            marks=(PER_SAMPLE,),
+            marks=(),
         )
     )
     return c
@@ -127,7 +126,7 @@ def _gather_elements_cases() -> list[Case]:
             ONE_SAMPLE,
             ["y"],
             {"i": np.zeros((1, 4, 5), np.int64)},
-            marks=(PER_SAMPLE,),
+            marks=(),
         )
     )
     return c
@@ -232,7 +231,7 @@ def _pad_cases() -> list[Case]:
             ONE_SAMPLE,
             ["y"],
             {"p": ints(1, 0, 0, 0, 0, 0), "ax0": ints(0)},
-            marks=(PER_SAMPLE,),
+            marks=(),
         )
     )
     return c
@@ -281,7 +280,7 @@ def _trilu_tile_cases() -> list[Case]:
             ONE_SAMPLE,
             ["y"],
             {"r": ints(2, 1, 2), "ax0": ints(0)},
-            marks=(PER_SAMPLE,),
+            marks=(),
         )
     )
     return c

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx_cases import I64, PER_SAMPLE, X34, Case, F, N, check_case, ints, params, positive, save, weights
+from onnx_cases import I64, X34, Case, F, N, check_case, ints, params, positive, save, weights
 
 from snnconvert.errors import UnsupportedModelError
 from snnconvert.frontends.onnx import load_onnx
@@ -61,7 +61,7 @@ def _reduce_cases() -> list[Case]:
                     inits,
                     opset,
                     draw,
-                    (PER_SAMPLE,),
+                    (),
                 )
             )
             node, inits = _reduce(op, None, opset, keepdims=0)
@@ -75,13 +75,11 @@ def _reduce_cases() -> list[Case]:
                     {**inits, **({"ax0": ints(0)} if opset >= 13 else {})},
                     opset,
                     draw,
-                    (PER_SAMPLE,),
+                    (),
                 )
             )
             node, inits = _reduce(op, [0, 2], opset)
-            c.append(
-                Case(f"{op}-axis0-opset{opset}", [node], ONE_SAMPLE, ["y"], inits, opset, draw, (PER_SAMPLE,))
-            )
+            c.append(Case(f"{op}-axis0-opset{opset}", [node], ONE_SAMPLE, ["y"], inits, opset, draw, ()))
         # noop_with_empty_axes: no axes reduces nothing (only the op's elementwise part applies)
         node, _ = _reduce(op, None, new, noop_with_empty_axes=1)
         c.append(Case(f"{op}-noop-empty-axes-opset{new}", [node], X34, ["y"], opset=new, draw=draw))
@@ -97,7 +95,7 @@ def _reduce_cases() -> list[Case]:
                 inits,
                 new,
                 draw,
-                (PER_SAMPLE,),
+                (),
             )
         )
     c.append(
@@ -153,9 +151,7 @@ def _other_cases() -> list[Case]:
                         draw={"x": _ties},
                     )
                 )
-        c.append(
-            Case(f"{op}-default-axis0", [N(op, ["x"], ["y"])], ONE_SAMPLE, [("y", I64)], marks=(PER_SAMPLE,))
-        )
+        c.append(Case(f"{op}-default-axis0", [N(op, ["x"], ["y"])], ONE_SAMPLE, [("y", I64)], marks=()))
     c.append(Case("LogSoftmax-last", [N("LogSoftmax", ["x"], ["y"], axis=-1)], X34, ["y"]))
     c.append(Case("LogSoftmax-axis1", [N("LogSoftmax", ["x"], ["y"], axis=1)], X34, ["y"]))
     c.append(Case("LogSoftmax-default", [N("LogSoftmax", ["x"], ["y"])], X342, ["y"]))
@@ -243,7 +239,7 @@ def _einsum_cases() -> list[Case]:
                 ["z"],
                 {"ax0": ints(0)},
                 opset=13,
-                marks=(PER_SAMPLE,),
+                marks=(),
             )
         )
     return c
