@@ -66,12 +66,21 @@ def _model_zeros(g: Graph, name: str, batch: int) -> torch.Tensor:
 
 
 def state_layout(g: Graph, analog_mode: str) -> list[tuple[str, tuple[int, ...], str]]:
-    """(key, per-sample shape, dtype) of every state tensor, found by running one step at batch 2."""
-    sim = Simulator(g, analog_mode=analog_mode)
-    feeds = {k: _model_zeros(g, k, 2) for k in g.inputs}
-    state: dict[str, torch.Tensor] = {}
-    sim.run_chunk(feeds, 0, 1, state)
-    return [(k, tuple(v.shape[1:]), str(v.dtype).replace("torch.", "")) for k, v in sorted(state.items())]
+    """(key, per-sample shape, dtype) of every state tensor, found by running one step on meta
+    tensors (shapes only: a ViT-Base step would otherwise cost seconds), on one real sample if an
+    op cannot run on meta."""
+    for device in ("meta", "cpu"):
+        sim = Simulator(g, device=device, analog_mode=analog_mode)
+        feeds = {k: _model_zeros(g, k, 1).to(device) for k in g.inputs}
+        state: dict[str, torch.Tensor] = {}
+        try:
+            sim.run_chunk(feeds, 0, 1, state)
+        except Exception:
+            if device == "cpu":
+                raise
+            continue
+        return [(k, tuple(v.shape[1:]), str(v.dtype).replace("torch.", "")) for k, v in sorted(state.items())]
+    raise AssertionError("unreachable")
 
 
 def export_portable(g: Graph, directory: str | Path) -> dict[str, Any]:
