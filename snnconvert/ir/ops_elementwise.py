@@ -2,9 +2,9 @@
 comparisons and logic, variadic Max/Min, Mod, Softplus, HardSigmoid.
 
 Each `run` is a per-sample torch reference with ONNX broadcasting; it works unchanged under
-torch.vmap (no data-dependent shapes, no in-place writes). Flags in the `# flags:` comments are the
-registry flags each op will carry (moves data, keeps spikes, synaptic, pool, scaling, accumulates
-once); "none" means it is analog compute whatever its inputs.
+torch.vmap (no data-dependent shapes, no in-place writes). None of them keeps spikes: they are
+analog compute whatever their inputs; the comparisons carry `selects` (like Equal) and the
+activations `activation` (registry FLAGS).
 """
 
 from __future__ import annotations
@@ -32,16 +32,16 @@ _UNARY = [
     ("Not", torch.logical_not, "cmp"),
 ]
 for _name, _fn, _kind in _UNARY:
-    # flags: none (not affine, not spike-preserving)
+    # not affine, not spike-preserving: no flags
     register(OpDef(_name, lambda a, x, _fn=_fn: _fn(x), cost=_elementwise(_kind)))
 
 
-# flags: none
 register(
     OpDef(
         "Softplus",
         lambda a, x: F.softplus(x),
         cost=lambda a, ins, outs: {"exp": 2 * numel(outs[0]), "add": numel(outs[0])},
+        activation=True,
         doc="log(1 + exp(x))",
     )
 )
@@ -51,29 +51,29 @@ def _hard_sigmoid(a, x):
     return torch.clamp(a["alpha"] * x + a["beta"], 0.0, 1.0)
 
 
-# flags: none
 register(
     OpDef(
         "HardSigmoid",
         _hard_sigmoid,
         attrs={"alpha": Attr(float, 0.2), "beta": Attr(float, 0.5)},
         cost=lambda a, ins, outs: {"mul": numel(outs[0]), "add": numel(outs[0]), "cmp": 2 * numel(outs[0])},
+        activation=True,
         doc="max(0, min(1, alpha * x + beta))",
     )
 )
 
 # -- binary: comparisons, logic, Mod -------------------------------------------------------------------
+# (name, reference, a comparison: selects like Equal); boolean outputs, none keeps spikes
 _BINARY = [
-    ("Greater", torch.gt),
-    ("Less", torch.lt),
-    ("GreaterOrEqual", torch.ge),
-    ("LessOrEqual", torch.le),
-    ("Or", torch.logical_or),
-    ("Xor", torch.logical_xor),
+    ("Greater", torch.gt, True),
+    ("Less", torch.lt, True),
+    ("GreaterOrEqual", torch.ge, True),
+    ("LessOrEqual", torch.le, True),
+    ("Or", torch.logical_or, False),
+    ("Xor", torch.logical_xor, False),
 ]
-for _name, _fn in _BINARY:
-    # flags: none (boolean output)
-    register(OpDef(_name, lambda a, x, y, _fn=_fn: _fn(x, y), cost=_elementwise("cmp")))
+for _name, _fn, _cmp in _BINARY:
+    register(OpDef(_name, lambda a, x, y, _fn=_fn: _fn(x, y), cost=_elementwise("cmp"), selects=_cmp))
 
 
 def _mod(a, x, y):
@@ -81,7 +81,6 @@ def _mod(a, x, y):
     return torch.fmod(x, y) if a["fmod"] else torch.remainder(x, y)
 
 
-# flags: none
 register(
     OpDef(
         "Mod",
@@ -98,7 +97,6 @@ def _variadic_cost(a, ins, outs):
     return {"cmp": max(0, len(ins) - 1) * numel(outs[0])}
 
 
-# flags: none
 register(
     OpDef(
         "Max",
@@ -107,7 +105,6 @@ register(
         doc="elementwise maximum of one or more broadcast inputs",
     )
 )
-# flags: none
 register(
     OpDef(
         "Min",

@@ -2,9 +2,8 @@
 
 Shape-like arguments (axes, pads, repeats, k) are attributes fixed at import; index tensors are
 constant (or run-time) int64 inputs whose values never change an output shape. Each `run` is a
-per-sample torch reference that works unchanged under torch.vmap. Flags in the `# flags:` comments
-are the registry flags each op will carry (moves data, keeps spikes, synaptic, pool, scaling,
-accumulates once).
+per-sample torch reference that works unchanged under torch.vmap. All but CumSum move data
+(moves_data); all keep spikes (Pad only when it copies events or pads zeros).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from snnconvert.ir.ops_math import _first_only
 from snnconvert.ir.registry import Attr, OpDef, numel, register
 
 INTS = (list, tuple)
+MOVE = {"moves_data": True, "keeps_spikes": True}
 
 
 # -- CumSum ------------------------------------------------------------------------------------------------
@@ -30,8 +30,8 @@ def _cumsum(a, x):
     return torch.flip(y, (ax,)) if a["reverse"] else y
 
 
-# flags: keeps spikes (running sums of spike trains); not accumulate-once: an event reaches every later
-# output, which the energy count's unit-weight response counts
+# running sums of spike trains keep spikes; not accumulates_once: an event reaches every later output,
+# which the energy count's unit-weight response counts
 register(
     OpDef(
         "CumSum",
@@ -39,6 +39,7 @@ register(
         attrs={"axis": Attr(int, required=True), "exclusive": Attr(int, 0), "reverse": Attr(int, 0)},
         cost=lambda a, ins, outs: {"add": numel(outs[0])},
         affine_in=_first_only,
+        keeps_spikes=True,
         doc="running sum along `axis` (exclusive: without the element itself; reverse: from the end)",
     )
 )
@@ -52,13 +53,13 @@ def _gather_elements(a, data, idx):
     return torch.gather(data, ax, idx)
 
 
-# flags: moves data, keeps spikes
 register(
     OpDef(
         "GatherElements",
         _gather_elements,
         attrs={"axis": Attr(int, required=True)},
         affine_in=_first_only,
+        **MOVE,
         doc="out[i][j][k] = data[idx[i][j][k]][j][k] along `axis` (output shaped like idx)",
     )
 )
@@ -103,8 +104,12 @@ def _pad(a, x):
     return x
 
 
-# flags: moves data, keeps spikes (only with value 0: a non-zero constant adds analog values; reflect,
-# edge and wrap copy events)
+def _pad_keeps_spikes(a) -> bool:
+    """Reflect, edge and wrap copy events; a constant pads with no events only when it is 0 (another
+    value adds analog ones)."""
+    return a["mode"] != "constant" or float(a["value"]) == 0.0
+
+
 register(
     OpDef(
         "Pad",
@@ -115,6 +120,8 @@ register(
             "value": Attr((int, float), 0.0),
         },
         affine_in=_first_only,
+        moves_data=True,
+        keeps_spikes=_pad_keeps_spikes,
         doc="ONNX Pad: pads = begins of every axis, then ends (negative crops); mode constant, reflect, "
         "edge or wrap",
     )
@@ -122,23 +129,24 @@ register(
 
 
 # -- Trilu, Tile -------------------------------------------------------------------------------------------
-# flags: moves data, keeps spikes (a mask: entries kept or zeroed)
+# a mask: entries kept or zeroed
 register(
     OpDef(
         "Trilu",
         lambda a, x: torch.triu(x, a["k"]) if a["upper"] else torch.tril(x, a["k"]),
         attrs={"upper": Attr(int, 1), "k": Attr(int, 0)},
         affine_in=_first_only,
+        **MOVE,
         doc="keeps the upper (or lower) triangle of the last two axes from diagonal k, zeroes the rest",
     )
 )
-# flags: moves data, keeps spikes
 register(
     OpDef(
         "Tile",
         lambda a, x: x.repeat(*a["repeats"]),
         attrs={"repeats": Attr(INTS, required=True)},
         affine_in=_first_only,
+        **MOVE,
         doc="repeats the input `repeats[i]` times along axis i",
     )
 )
@@ -166,13 +174,14 @@ def _scatter_nd(a, data, idx, upd):
     return out.reshape(data.shape)
 
 
-# flags: moves data, keeps spikes (when data and updates both spike)
+# keeps spikes when data and updates both spike (keeps_spikes asks that of every run-time input)
 register(
     OpDef(
         "ScatterND",
         _scatter_nd,
         attrs={"reduction": Attr(str, "none")},
         affine_in=lambda s: 1 not in s,
+        **MOVE,
         doc="data with the slices at `indices` (constant, non-negative, distinct unless reduction=add) "
         "replaced by (or combined with) updates; inputs data, indices, updates",
     )

@@ -53,6 +53,8 @@ register(
         _linear,
         cost=_linear_cost,
         affine_in=_first_only,
+        synaptic=True,
+        layer=True,
         doc="y = x @ W + b with W of shape [in, out] (constant); x's last axis is the feature axis",
     )
 )
@@ -69,6 +71,7 @@ register(
         lambda a, x, y: torch.matmul(x, y),
         cost=_matmul_cost,
         affine_in=_exactly_one,
+        synaptic=True,
         doc="product of two run-time tensors (attention scores, attention x values)",
     )
 )
@@ -110,35 +113,52 @@ register(
         },
         cost=_conv_cost,
         affine_in=_first_only,
+        synaptic=True,
+        layer=True,
         doc="1-D or 2-D convolution, NC(H)W; pads given as ONNX begin/end pairs",
     )
 )
 
 
 # -- elementwise binary ------------------------------------------------------------------------------
-register(OpDef("Add", lambda a, x, y: x + y, cost=_elementwise("add"), affine_in=_any))
-register(OpDef("Sub", lambda a, x, y: x - y, cost=_elementwise("add"), affine_in=_any))
-register(OpDef("Mul", lambda a, x, y: x * y, cost=_elementwise("mul"), affine_in=_exactly_one))
-register(OpDef("Div", lambda a, x, y: x / y, cost=_elementwise("div"), affine_in=_first_only))
+# sums of spike trains are spike trains, one accumulate per event; a product with a constant scales
+# events (Mul by either operand, Div only as x / constant: see `affine_in`)
+_SUM = {"keeps_spikes": True, "accumulates_once": True}
+register(OpDef("Add", lambda a, x, y: x + y, cost=_elementwise("add"), affine_in=_any, **_SUM))
+register(OpDef("Sub", lambda a, x, y: x - y, cost=_elementwise("add"), affine_in=_any, **_SUM))
+register(
+    OpDef(
+        "Mul",
+        lambda a, x, y: x * y,
+        cost=_elementwise("mul"),
+        affine_in=_exactly_one,
+        scaling=True,
+        accumulates_once=True,
+    )
+)
+register(OpDef("Div", lambda a, x, y: x / y, cost=_elementwise("div"), affine_in=_first_only, scaling=True))
 register(OpDef("Pow", lambda a, x, y: torch.pow(x, y), cost=_elementwise("mul")))
-register(OpDef("Equal", lambda a, x, y: torch.eq(x, y), cost=_elementwise("cmp")))
+register(OpDef("Equal", lambda a, x, y: torch.eq(x, y), cost=_elementwise("cmp"), selects=True))
 register(
     OpDef(
         "Where",
         lambda a, c, x, y: torch.where(c, x, y),
         cost=_elementwise("cmp"),
         affine_in=lambda s: 0 not in s,
+        selects=True,
     )
 )
 
 # -- elementwise unary -------------------------------------------------------------------------------
 register(OpDef("Sqrt", lambda a, x: torch.sqrt(x), cost=_elementwise("sqrt")))
-register(OpDef("Erf", lambda a, x: torch.erf(x), cost=_elementwise("exp")))
-register(OpDef("Tanh", lambda a, x: torch.tanh(x), cost=_elementwise("exp")))
-register(OpDef("Sigmoid", lambda a, x: torch.sigmoid(x), cost=_elementwise("exp")))
+register(OpDef("Erf", lambda a, x: torch.erf(x), cost=_elementwise("exp"), activation=True))  # exported GELU
+register(OpDef("Tanh", lambda a, x: torch.tanh(x), cost=_elementwise("exp"), activation=True))
+register(OpDef("Sigmoid", lambda a, x: torch.sigmoid(x), cost=_elementwise("exp"), activation=True))
 register(OpDef("Exp", lambda a, x: torch.exp(x), cost=_elementwise("exp")))
-register(OpDef("Neg", lambda a, x: -x, cost=_elementwise("add"), affine_in=_any))
-register(OpDef("Relu", lambda a, x: torch.relu(x), cost=_elementwise("cmp")))
+register(OpDef("Neg", lambda a, x: -x, cost=_elementwise("add"), affine_in=_any, **_SUM))
+register(
+    OpDef("Relu", lambda a, x: torch.relu(x), cost=_elementwise("cmp"), spike_source=True, activation=True)
+)
 register(
     OpDef(
         "Clip",
@@ -153,6 +173,7 @@ register(
         lambda a, x: F.gelu(x, approximate=a["approximate"]),
         attrs={"approximate": Attr(str, "none")},
         cost=_elementwise("exp"),
+        activation=True,
     )
 )
 
@@ -169,6 +190,7 @@ register(
         lambda a, x: torch.softmax(x, dim=a["axis"]),
         attrs={"axis": Attr(int, -1)},
         cost=_softmax_cost,
+        normalization=True,
     )
 )
 
@@ -192,6 +214,7 @@ register(
         _layernorm,
         attrs={"axis": Attr(int, -1), "epsilon": Attr(float, 1e-5)},
         cost=_layernorm_cost,
+        normalization=True,
         doc="normalise over axes [axis, rank), then scale and shift",
     )
 )
@@ -208,6 +231,7 @@ register(
         attrs={"epsilon": Attr(float, 1e-5)},
         cost=_elementwise("mul", 2),
         affine_in=_first_only,
+        accumulates_once=True,
         doc="inference-mode batch normalisation over axis 1 (folded into the preceding layer by convert)",
     )
 )
@@ -272,6 +296,8 @@ register(
         attrs={**_POOL_ATTRS, "count_include_pad": Attr(int, 0)},
         cost=_pool_cost("add"),
         affine_in=_first_only,
+        keeps_spikes=True,
+        pool=True,
     )
 )
 register(
@@ -280,6 +306,7 @@ register(
         lambda a, x: x.mean(dim=tuple(range(2, x.dim())), keepdim=True),
         cost=lambda a, ins, outs: {"add": numel(ins[0])},
         affine_in=_first_only,
+        **_SUM,
     )
 )
 register(
@@ -289,6 +316,7 @@ register(
         attrs={"axes": Attr(INTS, required=True), "keepdims": Attr(int, 1)},
         cost=lambda a, ins, outs: {"add": numel(ins[0])},
         affine_in=_first_only,
+        **_SUM,
     )
 )
 

@@ -2,9 +2,8 @@
 InstanceNorm, and Einsum (a sum of products over its contracted indices).
 
 Axes are attributes, non-negative and fixed at import; they count every axis of the value the op
-sees. Each `run` is a per-sample torch reference that works unchanged under torch.vmap. Flags in the
-`# flags:` comments are the registry flags each op will carry (moves data, keeps spikes, synaptic,
-pool, scaling, accumulates once).
+sees. Each `run` is a per-sample torch reference that works unchanged under torch.vmap. Their facts
+for the other stages are registry flags (FLAGS in snnconvert.ir.registry).
 """
 
 from __future__ import annotations
@@ -65,11 +64,10 @@ def _square(x):
 
 
 _REDUCE_ATTRS = {"axes": Attr(INTS, required=True), "keepdims": Attr(int, 1)}
-# name: (pre, reduce, post), (their costs), affine in x
+# name: (pre, reduce, post), (their costs), affine in x; an affine one (ReduceSum) is a sum of spike
+# trains, one add per input event: keeps_spikes, accumulates_once. The rest carry no flags.
 _REDUCTIONS = {
-    # flags: keeps spikes (a sum of spike trains), accumulates once (one add per input event)
     "ReduceSum": ((None, _sum, None), ({}, {"add": 1}, {}), True),
-    # flags: none for the rest (not affine in their input)
     "ReduceMax": ((None, torch.amax, None), ({}, {"cmp": 1}, {}), False),
     "ReduceMin": ((None, torch.amin, None), ({}, {"cmp": 1}, {}), False),
     "ReduceProd": ((None, _prod, None), ({}, {"mul": 1}, {}), False),
@@ -91,6 +89,8 @@ for _name, (_fns, _costs, _affine) in _REDUCTIONS.items():
             attrs=_REDUCE_ATTRS,
             cost=_reduce_cost(*_costs),
             affine_in=_first_only if _affine else (lambda s: False),
+            keeps_spikes=_affine,
+            accumulates_once=_affine,
             doc="ONNX " + _name + " over `axes` (none: only its elementwise part, as noop_with_empty_axes)",
         )
     )
@@ -109,7 +109,7 @@ def _arg(fn):
 
 _ARG_ATTRS = {"axis": Attr(int, required=True), "keepdims": Attr(int, 1), "select_last_index": Attr(int, 0)}
 for _name, _fn in (("ArgMax", torch.argmax), ("ArgMin", torch.argmin)):
-    # flags: none (int64 indices out)
+    # int64 indices out: no flags
     register(
         OpDef(
             _name,
@@ -128,13 +128,13 @@ def _log_softmax_cost(a, ins, outs):
     return {"exp": n + rows, "add": 2 * n, "cmp": n}
 
 
-# flags: none (analog normalisation, like Softmax)
 register(
     OpDef(
         "LogSoftmax",
         lambda a, x: torch.log_softmax(x, dim=a["axis"]),
         attrs={"axis": Attr(int, -1)},
         cost=_log_softmax_cost,
+        normalization=True,  # like Softmax
     )
 )
 
@@ -153,13 +153,13 @@ def _instance_norm_cost(a, ins, outs):
     return {"add": 3 * n, "mul": 3 * n, "div": n, "sqrt": channels}
 
 
-# flags: none (analog normalisation, like LayerNorm)
 register(
     OpDef(
         "InstanceNorm",
         _instance_norm,
         attrs={"epsilon": Attr(float, 1e-5)},
         cost=_instance_norm_cost,
+        normalization=True,  # like LayerNorm
         doc="normalise each (sample, channel) over the axes after the channel axis 1; inputs x, scale[C], B[C]",
     )
 )
@@ -187,8 +187,12 @@ def _einsum_cost(a, ins, outs):
     return {"mac": (len(ins) - 1) * total}
 
 
-# flags: synaptic (a weighted sum: with a constant operand it is a layer, with two run-time operands a
-# product like MatMul)
+def _einsum_synaptic(a) -> bool:
+    """Of two operands or more: a weighted sum (a constant operand, in any position, is a weight; two
+    run-time operands make a product like MatMul). Of one, a sum or a transpose: not synaptic."""
+    return "," in a["equation"].split("->")[0]
+
+
 register(
     OpDef(
         "Einsum",
@@ -196,6 +200,7 @@ register(
         attrs={"equation": Attr(str, required=True)},
         cost=_einsum_cost,
         affine_in=_exactly_one,
+        synaptic=_einsum_synaptic,
         doc="Einstein summation (ONNX/numpy equation syntax, spaces removed)",
     )
 )

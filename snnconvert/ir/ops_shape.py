@@ -1,5 +1,6 @@
 """Data-movement ops of the IR. They cost nothing and are affine in their data input, so spikes pass
-through them unchanged. Shape-like arguments are attributes: one sample's shapes, fixed at import."""
+through them unchanged (flags moves_data, keeps_spikes). Shape-like arguments are attributes: one
+sample's shapes, fixed at import."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def _data_only(s: frozenset[int]) -> bool:
 
 def _any(s: frozenset[int]) -> bool:
     return True
+
+
+MOVE = {"moves_data": True, "keeps_spikes": True}
 
 
 def _reshape(a, x):
@@ -88,22 +92,24 @@ def _flatten(a, x):
     return x.reshape(-1, inner)
 
 
-register(OpDef("Reshape", _reshape, attrs={"shape": Attr(INTS, required=True)}, affine_in=_data_only))
+register(OpDef("Reshape", _reshape, attrs={"shape": Attr(INTS, required=True)}, affine_in=_data_only, **MOVE))
 register(
     OpDef(
         "Transpose",
         lambda a, x: x.permute(*a["perm"]),
         attrs={"perm": Attr(INTS, required=True)},
         affine_in=_data_only,
+        **MOVE,
     )
 )
-register(OpDef("Flatten", _flatten, attrs={"axis": Attr(int, 1)}, affine_in=_data_only))
+register(OpDef("Flatten", _flatten, attrs={"axis": Attr(int, 1)}, affine_in=_data_only, **MOVE))
 register(
     OpDef(
         "Concat",
         lambda a, *xs: torch.cat(xs, dim=a["axis"]),
         attrs={"axis": Attr(int, required=True)},
         affine_in=_any,
+        **MOVE,
         run_many=lambda a, *xs: torch.cat(xs, dim=a["axis"] % (xs[0].dim() - 1) + 1),
     )
 )
@@ -114,6 +120,7 @@ register(
         attrs={"axis": Attr(int, 0), "split": Attr(INTS, required=True)},
         affine_in=_data_only,
         n_outputs=-1,
+        **MOVE,
     )
 )
 register(
@@ -127,18 +134,22 @@ register(
             "steps": Attr(INTS, required=True),
         },
         affine_in=_data_only,
+        **MOVE,
     )
 )
-register(OpDef("Gather", _gather, attrs={"axis": Attr(int, 0)}, affine_in=_data_only))
-register(OpDef("GatherND", _gather_nd, affine_in=_data_only, doc="ONNX GatherND with batch_dims = 0"))
-register(OpDef("Unsqueeze", _unsqueeze, attrs={"axes": Attr(INTS, required=True)}, affine_in=_data_only))
-register(OpDef("Squeeze", _squeeze, attrs={"axes": Attr(INTS, required=True)}, affine_in=_data_only))
-register(OpDef("Expand", _expand, attrs={"shape": Attr(INTS, required=True)}, affine_in=_data_only))
+register(OpDef("Gather", _gather, attrs={"axis": Attr(int, 0)}, affine_in=_data_only, **MOVE))
+register(OpDef("GatherND", _gather_nd, affine_in=_data_only, doc="ONNX GatherND with batch_dims = 0", **MOVE))
+register(
+    OpDef("Unsqueeze", _unsqueeze, attrs={"axes": Attr(INTS, required=True)}, affine_in=_data_only, **MOVE)
+)
+register(OpDef("Squeeze", _squeeze, attrs={"axes": Attr(INTS, required=True)}, affine_in=_data_only, **MOVE))
+register(OpDef("Expand", _expand, attrs={"shape": Attr(INTS, required=True)}, affine_in=_data_only, **MOVE))
 register(
     OpDef(
         "Cast",
         lambda a, x: x.to(torch_dtype(a["to"])),
         attrs={"to": Attr(str, required=True)},
         affine_in=lambda s: False,
+        converts=True,
     )
 )

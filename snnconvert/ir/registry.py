@@ -2,6 +2,9 @@
 
 Shape inference runs the ANN reference on torch "meta" tensors, so an op is defined once (its
 reference computation) and its shapes can never disagree with what it computes.
+
+Every other fact a stage needs about an op is a flag of its entry (see `FLAGS`), asked with
+`has_flag(op, flag, attrs)`: no stage keeps its own list of op names, so an op is added in one place.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ Shape = tuple[int, ...]
 Cost = dict[str, int]
 # The event kind of an op with neurons inside that counts its applications per element (not spikes).
 EVALUATIONS = "evaluations"
+# A fact about an op: constant, or a predicate of the node's attributes (defaults filled in).
+Flag = bool | Callable[[dict[str, Any]], bool]
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,53 @@ class OpDef:
     # rule reads the batch size as a number, which torch.export (the portable SNN) then fixes.
     run_many: Callable[..., Any] | None = None
 
+    # -- flags (see FLAGS for what each one means and who reads it) --
+    moves_data: Flag = False
+    keeps_spikes: Flag = False
+    scaling: Flag = False
+    synaptic: Flag = False
+    layer: Flag = False
+    pool: Flag = False
+    accumulates_once: Flag = False
+    spike_source: Flag = False
+    selects: Flag = False
+    converts: Flag = False
+    normalization: Flag = False
+    activation: Flag = False
+
     def with_defaults(self, attrs: dict[str, Any]) -> dict[str, Any]:
         out = {k: a.default for k, a in self.attrs.items() if not a.required}
         out.update(attrs)
         return out
 
+
+# What each flag says about an op (and, in brackets, the stages that ask).
+FLAGS: dict[str, str] = {
+    "spiking": "a neuron: stateful in the simulator (simulator, passes, energy)",
+    "moves_data": "pure data movement: the output holds the input's numbers, rearranged, copied or "
+    "padded; it costs nothing, is not observed again, and needs no neuron (calibrate, inspect, "
+    "spike_all, energy)",
+    "keeps_spikes": "its output is a spike train when all its run-time inputs are: data moves and "
+    "sums of spike trains (passes: domains; energy: event maps)",
+    "scaling": "with one run-time input, in a position it is affine in, and the rest constant, it "
+    "scales events by a constant weight: spikes stay spikes, their number unchanged (passes, energy)",
+    "synaptic": "a weighted sum of its inputs, its constant operands the weights (a layer's: input 1): "
+    "fed by spikes it costs one accumulate per event and output it reaches (energy)",
+    "layer": "a synaptic layer: run-time input 0, constant weight at input 1, optional bias at input "
+    "2, linear in both, so a scale can move into them (normalize, energy)",
+    "pool": "averages windows of attrs['kernel'] inputs: every event of a window reaches the output, "
+    "so its event map is the window's sum (energy)",
+    "accumulates_once": "fed by spikes it costs one accumulate per input event (energy)",
+    "spike_source": "an activation whose output a rate-coded neuron replaces, scaled by its "
+    "calibrated percentile (normalize)",
+    "selects": "selects or compares values without computing new ones: a fully spiking network puts "
+    "no neuron after it, its consumer's neuron quantises them (spike_all)",
+    "converts": "changes only its input's dtype: no compute (inspect), and no neuron after it in a "
+    "fully spiking network (spike_all)",
+    "normalization": "an analog normalisation (softmax, layer norm): it acts on running totals and "
+    "stays analog even in a fully spiking network (inspect)",
+    "activation": "an elementwise non-linear activation function (convert's coverage notes)",
+}
 
 OPS: dict[str, OpDef] = {}
 
@@ -76,6 +123,16 @@ def get(name: str) -> OpDef:
         return OPS[name]
     except KeyError:
         raise GraphError(f"unknown IR op '{name}'") from None
+
+
+def has_flag(op: str, flag: str, attrs: dict[str, Any] | None = None) -> bool:
+    """Does op `op` (with the node's `attrs`) carry `flag`? A flag that depends on attributes (Pad
+    keeps spikes only when it copies events or pads zeros) is evaluated on them, defaults filled in."""
+    if flag not in FLAGS:
+        raise ValueError(f"unknown op flag '{flag}' (known: {', '.join(FLAGS)})")
+    d = get(op)
+    value = getattr(d, flag)
+    return bool(value(d.with_defaults(attrs or {})) if callable(value) else value)
 
 
 def run_op(op: str, attrs: dict[str, Any], inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
