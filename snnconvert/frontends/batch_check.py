@@ -92,6 +92,14 @@ def _mixing_message(model, one, two, both, output: str, source: str) -> str:
                 return (
                     f"{source}: node '{n.name or o}' ({n.op_type}) mixes samples: on 2 samples at once its "
                     "output is not its outputs for each sample stacked (snnconvert converts models that treat "
-                    "samples independently, e.g. BatchNorm in inference mode)"
+                    "samples independently; if the samples are not on the axis taken, "
+                    f"{_axes_said(one)}, give --batch-axis NAME=AXIS)"
                 )
-    return f"{source}: output '{output}' mixes samples: on 2 samples at once it is not the per-sample outputs stacked"
+    return (
+        f"{source}: output '{output}' mixes samples: on 2 samples at once it is not the per-sample outputs "
+        f"stacked (if the samples are not on the axis taken, {_axes_said(one)}, give --batch-axis NAME=AXIS)"
+    )
+
+
+def _axes_said(one: dict[str, np.ndarray]) -> str:
+    return "the size-1 axis of " + ", ".join(f"{k} {list(v.shape)}" for k, v in one.items())

@@ -394,7 +394,8 @@ def _input_shape(
             )
             raise InputError(
                 f"{source}: input '{inp.name}' dim {i} ('{label}') is dynamic: give its size with "
-                f"--input-shape {inp.name}={hint} (N marks the samples' axis, {axis}; replace each ? by a size)"
+                f"--input-shape {inp.name}={hint} (replace each ? by a size; N marks the samples' axis, taken to be "
+                f"{axis}: if they are on another axis, put N there)"
             )
     return tuple(shape), dtype, axis
 
@@ -436,7 +437,13 @@ def _fold_static(
             name: np.zeros(g.values[name].shape, dtype=np.dtype(g.values[name].dtype)) for name in g.inputs
         }
         what = "evaluating the model's shape arithmetic"
-        consts.update(runner(list(needed), what).run(feeds, what, list(needed)))
+        try:
+            consts.update(runner(list(needed), what).run(feeds, what, list(needed)))
+        except InputError as e:
+            taken = ", ".join(f"{k} axis {g.meta['batch_axes'][k]}" for k in g.inputs)
+            raise InputError(
+                f"{e} (on one sample, the samples taken on {taken}: if they are elsewhere, give --batch-axis NAME=AXIS)"
+            ) from None
     return consts
 
 
