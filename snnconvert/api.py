@@ -159,6 +159,7 @@ def coverage_notes(ann: Graph, g: Graph, recipe: Any) -> list[str]:
     recipe that converts nothing (mueller2021 on a GELU model) says so instead of saying nothing."""
     from collections import Counter
 
+    from snnconvert.ir.registry import has_flag
     from snnconvert.passes import PASSES
 
     before, after = Counter(n.op for n in ann.nodes), Counter(n.op for n in g.nodes)
@@ -170,7 +171,7 @@ def coverage_notes(ann: Graph, g: Graph, recipe: Any) -> list[str]:
             left, had = after.get(op, 0), before.get(op, 0)
             if had and not left:
                 continue
-            activations = sorted(k for k in before if k in ("Gelu", "Sigmoid", "Tanh", "Erf", "Softplus"))
+            activations = sorted(k for k in before if k != op and has_flag(k, "activation"))
             hint = (
                 f"; its activations are {', '.join(f'{a} (x{before[a]})' for a in activations)}: "
                 "the recipe spikezip_count spikes every op output"

@@ -6,11 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from snnconvert.calibrate.observe import MOVES
 from snnconvert.ir.graph import Graph
-from snnconvert.ir.registry import get
-
-DATA_MOVES = MOVES | {"Cast"}
+from snnconvert.ir.registry import get, has_flag
 
 
 def node_shapes(g: Graph, n) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
@@ -35,13 +32,18 @@ def inspect_graph(g: Graph) -> dict[str, Any]:
         row = ops.setdefault(n.op, {"count": 0, "macs": 0})
         row["count"] += 1
         row["macs"] += int(node_cost(g, n).get("mac", 0))
-    compute = [n for n in g.nodes if n.op not in DATA_MOVES]
+    # data moves and dtype conversions compute nothing
+    compute = [
+        n
+        for n in g.nodes
+        if not (has_flag(n.op, "moves_data", n.attrs) or has_flag(n.op, "converts", n.attrs))
+    ]
     recipes = {}
     for name in sorted(builtin_recipes()):
         r = load_recipe(name)
         spiking_ops = {t for p, _ in r.passes for t in PASSES[p].spikes}
         if "*" in spiking_ops:  # fully spiking: every op's output, analog normalisations aside
-            sp = [n for n in compute if n.op not in ("LayerNorm", "Softmax")]
+            sp = [n for n in compute if not has_flag(n.op, "normalization", n.attrs)]
             spiking_ops = {"every op output (signed IF); LayerNorm, Softmax on totals"}
         else:
             sp = [n for n in compute if n.op in spiking_ops]

@@ -13,29 +13,16 @@ from snnconvert.data.files import Dataset
 from snnconvert.errors import InputError
 from snnconvert.ir.execute import Executor
 from snnconvert.ir.graph import Graph
-
-# Pure data movement: their outputs hold the same numbers as their inputs, so observing them again
-# would only cost time; normalisation looks through them to the producing op.
-MOVES = {
-    "Reshape",
-    "Transpose",
-    "Flatten",
-    "Squeeze",
-    "Unsqueeze",
-    "Split",
-    "Slice",
-    "Gather",
-    "GatherND",
-    "Concat",
-    "Expand",
-}
+from snnconvert.ir.registry import has_flag
 
 
 def observed_values(g: Graph) -> list[str]:
-    """Float activations a pass may normalise: every float node output except pure data moves."""
+    """Float activations a pass may normalise: every float node output except pure data moves (their
+    outputs hold their inputs' numbers, so observing them again would only cost time; normalisation
+    looks through them to the producing op)."""
     out = []
     for n in g.nodes:
-        if n.op in MOVES:
+        if has_flag(n.op, "moves_data", n.attrs):
             continue
         for o in n.outputs:
             if g.values[o].dtype.startswith("float"):

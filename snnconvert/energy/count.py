@@ -3,8 +3,10 @@
 Synaptic operations fed by spikes are accumulates (ACs): one per event per output the event
 reaches. They are counted exactly by running the node's own op on the per-sample event map with
 every non-zero weight replaced by 1 (and biases / other operands zeroed): the sum of that output is
-sum over events of their fan-out. Ops fed by analog values cost MACs every time they run: once
-for a static value (identical at every step), T times for a time-varying one.
+sum over events of their fan-out. A product of run-time operands (attention) costs each event of
+an operand one AC per product term it is a factor of. Ops fed by analog values cost MACs every time
+they run: once for a static value (identical at every step), T times for a time-varying one.
+What an op is to this count (data move, synaptic, pool, ...) are flags of its registry entry.
 """
 
 from __future__ import annotations
@@ -14,15 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from snnconvert.calibrate.observe import MOVES
 from snnconvert.inspect import node_cost, node_shapes
 from snnconvert.ir.graph import Graph, Node
-from snnconvert.ir.registry import get, run_op
+from snnconvert.ir.registry import get, has_flag, numel, run_op
 from snnconvert.sim.simulator import internal_records
-
-SYNAPTIC = {"Linear", "Conv", "MatMul"}
-POOLS = {"AvgPool"}
-ACCUMULATE_ONCE = {"Add", "Sub", "GlobalAvgPool", "ReduceMean", "Mul", "BatchNorm", "Neg"}
 
 
 @dataclass
@@ -45,8 +42,6 @@ def propagate_events(g: Graph, events: dict[str, np.ndarray]) -> dict[str, np.nd
     """Event maps for spike values that are not neuron outputs: data moves, sums, averages and
     constant scalings of spikes. An output position gets one event per input event that reaches it
     (sum pooling for averages), so a consumer's ACs count every accumulate it really performs."""
-    from snnconvert.passes.spikify import SCALING
-
     ev = dict(events)
     for n in g.nodes:
         out = n.outputs[0]
@@ -55,7 +50,9 @@ def propagate_events(g: Graph, events: dict[str, np.ndarray]) -> dict[str, np.nd
         spike_in = [i for i, name in enumerate(n.inputs) if name in ev]
         if not spike_in:
             continue
-        if n.op in SCALING:  # a constant weight changes the events' amplitude, not their number
+        if has_flag(
+            n.op, "scaling", n.attrs
+        ):  # a constant weight changes the events' amplitude, not their number
             ev[out] = ev[n.inputs[spike_in[0]]]
             continue
         if len(n.outputs) > 1:  # Split and the like: the event map moves with the data
@@ -67,21 +64,23 @@ def propagate_events(g: Graph, events: dict[str, np.ndarray]) -> dict[str, np.nd
         for i in spike_in:
             r = _unit_response(g, n, i, ev[n.inputs[i]])
             total = r if total is None else total + r
-        if n.op in POOLS:
+        if has_flag(n.op, "pool", n.attrs):
             total = total * float(np.prod(n.attrs["kernel"]))
         ev[out] = total.numpy()
     return ev
 
 
 def _unit_response(g: Graph, n: Node, spike_idx: int, ev: np.ndarray) -> torch.Tensor:
-    """The op applied to one input's event map with unit weights, zero biases and zero other inputs."""
+    """The op applied to one input's event map with unit weights, zero biases and zero other inputs.
+    A synaptic op's weights are its constant operands: a layer's only at input 1 (its bias is 2)."""
+    synaptic, layer = has_flag(n.op, "synaptic", n.attrs), has_flag(n.op, "layer", n.attrs)
     args = []
     for i, name in enumerate(n.inputs):
         if i == spike_idx:
             args.append(torch.from_numpy(np.asarray(ev, dtype=np.float64)))
         elif name in g.initializers:
             w = np.asarray(g.initializers[name])
-            is_weight = n.op in SYNAPTIC and i == 1 or n.op == "MatMul"
+            is_weight = synaptic and (i == 1 or not layer)
             if is_weight and np.issubdtype(w.dtype, np.floating):
                 args.append(torch.from_numpy((w != 0).astype(np.float64)))
             elif np.issubdtype(w.dtype, np.floating):
@@ -99,14 +98,15 @@ def _ones_trick(g: Graph, n: Node, spike_idx: int, ev: np.ndarray, scale: float 
     return float(_unit_response(g, n, spike_idx, ev).sum()) * scale
 
 
-def _spiking_product(g: Graph, n: Node, ev: dict[str, np.ndarray]) -> float:
-    """A[..., M, K] @ B[..., K, N]: an event of A reaches N outputs, an event of B reaches M."""
-    a, b = n.inputs
+def _spiking_product(g: Graph, n: Node, ev: dict[str, np.ndarray], macs: int) -> float:
+    """A product of run-time operands: an event of an operand is a factor of macs / its size of the
+    op's `macs` product terms, one AC each (A[..., M, K] @ B[..., K, N]: N for an event of A, M for
+    one of B; an einsum likewise). Operands that are not spikes add no ACs."""
+    ins, _ = node_shapes(g, n)
     acs = 0.0
-    if a in ev:
-        acs += float(np.sum(ev[a])) * g.values[b].shape[-1]
-    if b in ev:
-        acs += float(np.sum(ev[b])) * g.values[a].shape[-2]
+    for name, shape in zip(n.inputs, ins, strict=True):
+        if name in ev:
+            acs += float(np.sum(ev[name])) * (int(macs) // numel(shape))
     return acs
 
 
@@ -117,7 +117,7 @@ def count_nodes(
     ev = propagate_events(g, events)
     rows = []
     for n in g.nodes:
-        if n.op in MOVES:
+        if has_flag(n.op, "moves_data", n.attrs):
             continue
         cost = node_cost(g, n)
         dyn = [i for i in n.inputs if i not in g.initializers]
@@ -149,14 +149,14 @@ def count_nodes(
         elif spike_in and all(i in ev for i in spike_in):
             idx = [n.inputs.index(i) for i in spike_in]
             stream = frozenset(n.inputs.index(i) for i in dyn if not static.get(i, False))
-            if n.op == "MatMul" and len(dyn) == 2:
-                row.snn_acs = _spiking_product(g, n, ev)
-                if len(spike_in) == 1:  # one operand analog: still a select-and-add per event
-                    pass
+            if has_flag(n.op, "synaptic", n.attrs) and len(dyn) >= 2:
+                # a product of run-time operands; one of them analog: still a select-and-add per event
+                row.snn_acs = _spiking_product(g, n, ev, cost.get("mac", 0))
             elif op.affine_in(frozenset(idx)) or op.affine_in(stream):
-                scale = float(np.prod(n.attrs["kernel"])) if n.op in POOLS else 1.0
+                scale = float(np.prod(n.attrs["kernel"])) if has_flag(n.op, "pool", n.attrs) else 1.0
+                once = has_flag(n.op, "accumulates_once", n.attrs)
                 for i in idx:
-                    if n.op in ACCUMULATE_ONCE:
+                    if once:
                         row.snn_acs += float(np.sum(ev[n.inputs[i]]))
                     else:
                         row.snn_acs += _ones_trick(g, n, i, ev[n.inputs[i]], scale)

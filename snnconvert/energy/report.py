@@ -15,7 +15,7 @@ import numpy as np
 from snnconvert.atomic import write_json, write_text
 from snnconvert.energy.count import count_nodes
 from snnconvert.errors import InputError
-from snnconvert.ir.registry import get
+from snnconvert.ir.registry import get, has_flag
 
 CONVENTIONS = ("measured", "sit", "spikformer")
 DEFAULT_MAC_PJ = 4.6
@@ -69,7 +69,9 @@ def build_report(
     static = {layer["name"]: bool(layer.get("static", False)) for layer in sim["layers"]}
     fidelity = {layer["name"]: layer for layer in sim["layers"]}
     rows = count_nodes(snn, events, static, T)
-    first_synaptic = next((r.name for r in rows if r.op in ("Linear", "Conv", "MatMul")), None)
+    first_synaptic = next(
+        (r.name for r in rows if has_flag(r.op, "synaptic", snn.producer(r.name).attrs)), None
+    )
     layers = []
     for r in rows:
         ann_e = r.ann_macs * e_mac
@@ -128,7 +130,7 @@ def build_report(
             f"{layer['op']}"
             for layer in layers
             if layer["snn_macs"] > 0
-            or (layer["other_ops"] and not layer["spike_driven"] and layer["op"] != "IF")
+            or (layer["other_ops"] and not layer["spike_driven"] and not get(layer["op"]).spiking)
         }
         | {
             f"{layer['op']} ({get(layer['op']).analog_parts})"

@@ -12,9 +12,8 @@ import numpy as np
 from snnconvert.calibrate.observe import nonzero_percentile
 from snnconvert.errors import InputError
 from snnconvert.ir.graph import Graph, Node
+from snnconvert.ir.registry import has_flag
 from snnconvert.passes import Param, PassContext, register_pass
-
-SPIKE_SOURCES = ("Relu",)
 
 
 def scale_of(ctx: PassContext, value: str, p: float, exclude_zeros: bool) -> float:
@@ -47,7 +46,7 @@ def normalize(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
     g = g.copy()
     scales = g.meta.setdefault("scales", {})
     folded = g.meta.setdefault("value_scale", {})
-    for r in [n for n in g.nodes if n.op in SPIKE_SOURCES]:
+    for r in [n for n in g.nodes if has_flag(n.op, "spike_source", n.attrs)]:
         out = r.outputs[0]
         lam = scale_of(ctx, out, float(params["percentile"]), bool(params["exclude_zeros"]))
         if params["mode"] == "weights" and _fold_into_weights(g, r, lam):
@@ -64,14 +63,15 @@ def normalize(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
 
 
 def _fold_into_weights(g: Graph, r: Node, lam: float) -> bool:
+    """Weight scaling between layers (flag layer: weight at input 1, bias at 2) on both sides."""
     src = g.producer(r.inputs[0])
     cons = g.consumers(r.outputs[0])
-    if src is None or src.op not in ("Linear", "Conv") or len(g.consumers(r.inputs[0])) != 1:
+    if src is None or not has_flag(src.op, "layer", src.attrs) or len(g.consumers(r.inputs[0])) != 1:
         return False
     if (
         not cons
         or r.outputs[0] in g.outputs
-        or any(c.op not in ("Linear", "Conv") or c.inputs[0] != r.outputs[0] for c in cons)
+        or any(not has_flag(c.op, "layer", c.attrs) or c.inputs[0] != r.outputs[0] for c in cons)
     ):
         return False
     _scale_initializer(g, src, 1, 1.0 / lam)

@@ -6,10 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from snnconvert.calibrate.observe import MOVES
 from snnconvert.errors import GraphError
 from snnconvert.ir.graph import Graph, Node, Value
-from snnconvert.ir.registry import get
+from snnconvert.ir.registry import get, has_flag
 from snnconvert.passes import Param, PassContext, register_pass
 
 
@@ -69,20 +68,19 @@ def maxpool_to_avgpool(g: Graph, params: dict[str, Any], ctx: PassContext) -> Gr
     return g
 
 
-# Ops whose output is still a spike train when their run-time inputs are: data moves, sums of spike
-# trains (events from several sources, averages included) and spike trains scaled by a constant
-# (events of another weight).
-SPIKE_PRESERVING = set(MOVES) | {"Add", "Sub", "Concat", "Neg", "AvgPool", "GlobalAvgPool", "ReduceMean"}
-SCALING = {"Mul", "Div"}
-
-
 def _keeps_spikes(g: Graph, n: Node, is_spike) -> bool:
+    """Is the node's output still a spike train, its run-time inputs being spikes? For data moves and
+    sums of spike trains (events from several sources, averages included: flag keeps_spikes), and
+    a spike train scaled by a constant (events of another weight: flag scaling, with the one run-time
+    input where the op is affine in it, x * c, c * x, x / c)."""
     dyn = [i for i in n.inputs if i not in g.initializers]
     if not dyn or not all(is_spike(i) for i in dyn):
         return False
-    if n.op in SPIKE_PRESERVING:
+    if has_flag(n.op, "keeps_spikes", n.attrs):
         return True
-    return n.op in SCALING and len(dyn) == 1 and (n.op == "Mul" or n.inputs[0] == dyn[0])
+    if not has_flag(n.op, "scaling", n.attrs) or len(dyn) != 1:
+        return False
+    return get(n.op).affine_in(frozenset(k for k, i in enumerate(n.inputs) if i == dyn[0]))
 
 
 def assign_domains(g: Graph, coding: str) -> None:
@@ -154,8 +152,8 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
         if _keeps_spikes(g, n, lambda v: v in spike):
             spike.update(n.outputs)
             continue
-        if n.op in MOVES or n.op in ("Cast", "Equal", "Where"):
-            continue  # moving or selecting analog values: the consumer's neuron quantises them
+        if any(has_flag(n.op, f, n.attrs) for f in ("moves_data", "converts", "selects")):
+            continue  # moving, converting or selecting analog values: the consumer's neuron quantises them
         for o in n.outputs:
             v = g.values[o]
             if not v.dtype.startswith("float") or o in g.outputs:

@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from snnconvert.ir.registry import has_flag
+
 
 def checkpoints(T: int) -> list[int]:
     pts = sorted({t for t in (1, 2, 4, 8, 16, 32, 50, 64, 100, 128, 256, 512) if t <= T} | {T})
@@ -58,7 +60,8 @@ def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) 
     lt = Table(title="per layer (decoded value at T vs ANN activation)")
     for c in ("layer", "op", "domain", "spikes/sample", "firing rate", "cosine", "rel. error"):
         lt.add_column(c, justify="left" if c in ("layer", "op", "domain") else "right")
-    shown = [r for r in j["layers"] if r["domain"] == "spike" or r["op"] not in ("Reshape", "Transpose")]
+    # an analog data move holds the numbers of the op before it: nothing to show
+    shown = [r for r in j["layers"] if r["domain"] == "spike" or not has_flag(r["op"], "moves_data")]
     for r in shown[:max_layers]:
         lt.add_row(
             r["name"][-40:],

@@ -91,3 +91,22 @@ def test_static_analog_layer_runs_once():
     assert rows["enc"].snn_macs == 12 and rows["enc"].executions == 1
     rows = by_name(count_nodes(g, {"s": np.ones(3)}, {"enc": False}, timesteps=50))
     assert rows["enc"].snn_macs == 12 * 50
+
+
+def test_einsum_counts_as_the_layer_and_the_product_it_is():
+    """A constant operand is a weight in any position; two spike operands cost like MatMul."""
+    b = GraphBuilder()
+    s = spiking(b, b.input("x", (4,)), "s")
+    w = np.array([[1, 0, 2, 1], [0, 0, 3, 1], [1, 0, 4, 0]], np.float32)  # fan-outs of s: 2, 0, 3, 2
+    y = b.node("Einsum", [b.const("w", w), s], {"equation": "ij,j->i"}, name="layer")
+    q = spiking(b, b.input("q", (3, 4)), "sq")
+    k = spiking(b, b.input("k", (4, 5)), "sk")
+    scores = b.node("Einsum", [q, k], {"equation": "mk,kn->mn"}, name="scores")
+    g = b.output(y, scores)
+    g.meta["coding"] = "rate"
+    assign_domains(g, "rate")
+    events = {"s": np.array([2.0, 7.0, 1.0, 3.0]), "sq": np.full((3, 4), 2.0), "sk": np.full((4, 5), 1.0)}
+    rows = by_name(count_nodes(g, events, {"x": True}, timesteps=10))
+    assert rows["layer"].snn_acs == 2 * 2 + 7 * 0 + 1 * 3 + 3 * 2
+    assert rows["scores"].snn_acs == 24 * 5 + 20 * 3  # as MatMul in test_attention_block_counts
+    assert rows["scores"].snn_macs == 0

@@ -124,3 +124,34 @@ def test_builtin_recipe_loads_and_bad_recipes_name_the_field(tmp_path):
         parse_recipe({"name": "x", "pases": []}, "r.yaml")
     with pytest.raises(InputError, match="neither a built-in"):
         load_recipe(str(tmp_path / "missing.yaml"))
+
+
+def test_domains_follow_the_registry_flags():
+    """Moves, sums and constant scalings of spikes stay spikes; a Pad only when it pads zeros or
+    copies events; x / c scales events, c / x does not."""
+    b = GraphBuilder()
+    s = b.node("IF", [b.input("x", (4,)), b.const("th", np.float32(1.0))], name="s")
+    one = b.const("one", np.float32(2.0))
+    outs = {
+        "zero_pad": b.node("Pad", [s], {"pads": [1, 1]}, name="zero_pad"),
+        "edge_pad": b.node("Pad", [s], {"pads": [1, 1], "mode": "edge", "value": 1.0}, name="edge_pad"),
+        "one_pad": b.node("Pad", [s], {"pads": [1, 1], "value": 1.0}, name="one_pad"),
+        "sum": b.node("ReduceSum", [s], {"axes": [0]}, name="sum"),
+        "x_over_c": b.node("Div", [s, one], name="x_over_c"),
+        "c_over_x": b.node("Div", [one, s], name="c_over_x"),
+        "c_times_x": b.node("Mul", [one, s], name="c_times_x"),
+        "exp": b.node("Exp", [s], name="exp"),
+    }
+    g = b.output(*outs.values())
+    assign_domains(g, "rate")
+    domains = {k: g.values[v].domain for k, v in outs.items()}
+    assert domains == {
+        "zero_pad": "spike",
+        "edge_pad": "spike",
+        "one_pad": "analog",
+        "sum": "spike",
+        "x_over_c": "spike",
+        "c_over_x": "analog",
+        "c_times_x": "spike",
+        "exp": "analog",
+    }
