@@ -31,11 +31,14 @@ class _Fid:
     dd: float = 0.0
 
     def add(self, s: torch.Tensor, a: torch.Tensor) -> None:
-        s64, a64 = s.double(), a.double()
-        self.dot += float((s64 * a64).sum())
-        self.ss += float((s64 * s64).sum())
-        self.aa += float((a64 * a64).sum())
-        self.dd += float(((s64 - a64) ** 2).sum())
+        # sums accumulated in float64 without float64 copies of whole activations (ViT-Base's
+        # attention maps made the copies cost more than the layers)
+        s, a = s.float(), a.float()
+        self.dot += float(torch.sum(s * a, dtype=torch.float64))
+        self.ss += float(torch.sum(s * s, dtype=torch.float64))
+        self.aa += float(torch.sum(a * a, dtype=torch.float64))
+        d = s - a
+        self.dd += float(torch.sum(d * d, dtype=torch.float64))
 
     def cosine(self) -> float:
         if self.ss == 0 and self.aa == 0:
