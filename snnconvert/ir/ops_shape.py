@@ -20,6 +20,7 @@ def _any(s: frozenset[int]) -> bool:
 
 
 MOVE = {"moves_data": True, "keeps_spikes": True}
+REORDER = {**MOVE, "reorders": True}  # every element kept once: a reshape or a permutation
 
 
 def _reshape(a, x):
@@ -92,17 +93,19 @@ def _flatten(a, x):
     return x.reshape(-1, inner)
 
 
-register(OpDef("Reshape", _reshape, attrs={"shape": Attr(INTS, required=True)}, affine_in=_data_only, **MOVE))
+register(
+    OpDef("Reshape", _reshape, attrs={"shape": Attr(INTS, required=True)}, affine_in=_data_only, **REORDER)
+)
 register(
     OpDef(
         "Transpose",
         lambda a, x: x.permute(*a["perm"]),
         attrs={"perm": Attr(INTS, required=True)},
         affine_in=_data_only,
-        **MOVE,
+        **REORDER,
     )
 )
-register(OpDef("Flatten", _flatten, attrs={"axis": Attr(int, 1)}, affine_in=_data_only, **MOVE))
+register(OpDef("Flatten", _flatten, attrs={"axis": Attr(int, 1)}, affine_in=_data_only, **REORDER))
 register(
     OpDef(
         "Concat",
@@ -140,9 +143,11 @@ register(
 register(OpDef("Gather", _gather, attrs={"axis": Attr(int, 0)}, affine_in=_data_only, **MOVE))
 register(OpDef("GatherND", _gather_nd, affine_in=_data_only, doc="ONNX GatherND with batch_dims = 0", **MOVE))
 register(
-    OpDef("Unsqueeze", _unsqueeze, attrs={"axes": Attr(INTS, required=True)}, affine_in=_data_only, **MOVE)
+    OpDef("Unsqueeze", _unsqueeze, attrs={"axes": Attr(INTS, required=True)}, affine_in=_data_only, **REORDER)
 )
-register(OpDef("Squeeze", _squeeze, attrs={"axes": Attr(INTS, required=True)}, affine_in=_data_only, **MOVE))
+register(
+    OpDef("Squeeze", _squeeze, attrs={"axes": Attr(INTS, required=True)}, affine_in=_data_only, **REORDER)
+)
 register(OpDef("Expand", _expand, attrs={"shape": Attr(INTS, required=True)}, affine_in=_data_only, **MOVE))
 register(
     OpDef(

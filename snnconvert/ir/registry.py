@@ -60,6 +60,7 @@ class OpDef:
 
     # -- flags (see FLAGS for what each one means and who reads it) --
     moves_data: Flag = False
+    reorders: Flag = False
     keeps_spikes: Flag = False
     scaling: Flag = False
     synaptic: Flag = False
@@ -84,6 +85,8 @@ FLAGS: dict[str, str] = {
     "moves_data": "pure data movement: the output holds the input's numbers, rearranged, copied or "
     "padded; it costs nothing, is not observed again, and needs no neuron (calibrate, inspect, "
     "spike_all, energy)",
+    "reorders": "a data move that keeps every element once (a reshape, a permutation): its output's "
+    "fidelity is its input's (simulate's per-layer table)",
     "keeps_spikes": "its output is a spike train when all its run-time inputs are: data moves and "
     "sums of spike trains (passes: domains; energy: event maps)",
     "scaling": "with one run-time input, in a position it is affine in, and the rest constant, it "

@@ -60,8 +60,9 @@ def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) 
     lt = Table(title="per layer (decoded value at T vs ANN activation)")
     for c in ("layer", "op", "domain", "spikes/sample", "firing rate", "cosine", "rel. error"):
         lt.add_column(c, justify="left" if c in ("layer", "op", "domain") else "right")
-    # an analog data move holds the numbers of the op before it: nothing to show
-    shown = [r for r in j["layers"] if r["domain"] == "spike" or not has_flag(r["op"], "moves_data")]
+    # an analog reshape or permutation has its input's fidelity: nothing new to show (a Gather, Slice
+    # or Concat does: the fidelity of the elements it keeps)
+    shown = [r for r in j["layers"] if r["domain"] == "spike" or not has_flag(r["op"], "reorders")]
     for r in shown[:max_layers]:
         lt.add_row(
             r["name"][-40:],

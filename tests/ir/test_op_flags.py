@@ -45,6 +45,7 @@ def test_flags_agree_with_what_the_op_computes():
     for op in OPS:
         assert OPS[op].cost is not None or op in _all("moves_data") | _all("converts"), op
     assert _all("layer") <= _all("synaptic")
+    assert _all("reorders") <= _all("moves_data")
     assert _all("spike_source") <= _all("activation")
     assert not _all("moves_data") & (_all("synaptic") | _all("normalization") | _all("spiking"))
 
@@ -54,6 +55,7 @@ def test_facts_the_stages_rely_on():
     assert {"Add", "Sub", "Neg", "AvgPool", "GlobalAvgPool", "ReduceMean", "ReduceSum"} <= _all(
         "keeps_spikes"
     )
+    assert _all("reorders") == {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"}
     assert _all("scaling") == {"Mul", "Div"}
     assert {"Linear", "Conv", "MatMul", "Einsum"} == _all("synaptic")
     assert _all("layer") == {"Linear", "Conv"}
