@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from bench.common import accuracy_curve, example_dir, recipe_variant, write_result
-from snnconvert.api import load_model, load_snn, run_conversion, run_simulation
-from snnconvert.energy.report import build_report
+from snnconvert.api import energy_report, load_model, load_snn, run_conversion, run_simulation
 from snnconvert.ir.execute import Executor
 from snnconvert.ir.registry import run_op
 from snnconvert.neurons.fewspike import table_entry
@@ -44,7 +43,7 @@ def run_one(d, ex, tag: str, base: str, **params) -> dict:
     snn_dir = d / f"snn-{tag}"
     run_conversion(ex / "model.onnx", d / "calib.json", recipe, snn_dir, portable=False)
     j = run_simulation(snn_dir, ex / "test.npz", max(TS))
-    e = build_report(snn_dir)
+    e = energy_report(snn_dir)
     snn, _ = load_snn(snn_dir)
     ann = load_model(ex / "model.onnx")
     x = np.load(ex / "test.npz")["x"]

@@ -213,7 +213,7 @@ def _maxpool_as_avgpool_accuracy(model: torch.nn.Module, x: np.ndarray, y: np.nd
 
 
 def bench_model(name: str, work: Path, calib_x, test_x, test_y) -> dict[str, object]:
-    from snnconvert.energy.report import build_report
+    from snnconvert.api import energy_report
 
     row: dict[str, object] = {"model": name}
     model, diff = load_zoo_module(name)
@@ -260,7 +260,7 @@ def bench_model(name: str, work: Path, calib_x, test_x, test_y) -> dict[str, obj
                 entry["analog_nodes"] = sorted(
                     {n.op for n in snn.nodes if snn.values[n.outputs[0]].domain != "spike"}
                 )
-                rep = build_report(d)
+                rep = energy_report(d)
                 tot = rep["total"]
                 entry["energy_report_per_sample"] = {
                     "ann_macs": tot["ann_macs"],

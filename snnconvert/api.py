@@ -274,6 +274,58 @@ def run_simulation(
     return j
 
 
+# -- energy-report ---------------------------------------------------------------------------------
+def energy_report(
+    snn_dir: str | Path,
+    mac_pj: float | None = None,
+    ac_pj: float | None = None,
+    convention: str = "measured",
+    mem_pj_per_byte: float = 0.0,
+) -> dict[str, Any]:
+    """The energy report of an SNN directory that `simulate` has run (snnconvert.energy.report)."""
+    import numpy as np
+
+    from snnconvert.energy.report import build_report, check_convention
+
+    d = Path(snn_dir)
+    check_convention(convention)
+    snn, _ann = load_snn(d)
+    if not (d / "simulation.json").is_file() or not (d / "events.npz").is_file():
+        raise InputError(f"{d}: no simulation result; run `snnconvert simulate {d} --data DATA.npz` first")
+    sim = read_json(d / "simulation.json", "simulation result")
+    try:
+        with np.load(d / "events.npz", allow_pickle=False) as z:
+            events = {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise InputError(
+            f"{d / 'events.npz'}: cannot read event counts ({type(e).__name__}); rerun `snnconvert simulate`"
+        ) from None
+    return build_report(snn, sim, events, mac_pj, ac_pj, convention, mem_pj_per_byte, snn_dir=str(d))
+
+
+def run_energy_report(
+    snn_dir: str | Path,
+    out: str | Path | None = None,
+    csv_path: str | Path | None = None,
+    md_path: str | Path | None = None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """`energy_report` (settings: mac_pj, ac_pj, convention, mem_pj_per_byte), written to the SNN
+    directory's energy.json, and to `out` (JSON), `csv_path` and `md_path` when given."""
+    from snnconvert.atomic import write_text
+    from snnconvert.report.energy import to_csv, to_markdown
+
+    rep = energy_report(snn_dir, **settings)
+    write_json(Path(snn_dir) / "energy.json", rep)
+    if out is not None:
+        write_json(out, rep)
+    if csv_path is not None:
+        write_text(csv_path, to_csv(rep))
+    if md_path is not None:
+        write_text(md_path, to_markdown(rep))
+    return rep
+
+
 def read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"{path}: missing ({what})")

@@ -365,7 +365,7 @@ def energy_report(
     ] = 0.0,
 ) -> None:
     """Per layer: ANN MACs vs SNN ACs from measured spikes, energy, and what still runs analog."""
-    from snnconvert.energy.report import build_report, write_report
+    from snnconvert.api import run_energy_report
     from snnconvert.report.energy import print_energy
 
     for f in (out_file, csv, markdown, plot, snn_dir / "energy.json" if snn_dir.is_dir() else None):
@@ -374,10 +374,16 @@ def energy_report(
         from snnconvert.report.plots import require_matplotlib
 
         require_matplotlib()
-    rep = build_report(
-        snn_dir, mac_pj=mac_pj, ac_pj=ac_pj, convention=convention, mem_pj_per_byte=mem_pj_per_byte
+    rep = run_energy_report(
+        snn_dir,
+        out_file,
+        csv,
+        markdown,
+        mac_pj=mac_pj,
+        ac_pj=ac_pj,
+        convention=convention,
+        mem_pj_per_byte=mem_pj_per_byte,
     )
-    write_report(rep, out_file, csv, markdown)
     print_energy(rep, out)
     if plot is not None:
         from snnconvert.report.plots import plot_energy

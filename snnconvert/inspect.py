@@ -6,21 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from snnconvert.ir.cost import node_cost
 from snnconvert.ir.graph import Graph
-from snnconvert.ir.registry import get, has_flag
-
-
-def node_shapes(g: Graph, n) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
-    """(input shapes, output shapes) of a node; weights included."""
-    ins = [tuple(g.initializers[i].shape) if i in g.initializers else g.values[i].shape for i in n.inputs]
-    return ins, [g.values[o].shape for o in n.outputs]
-
-
-def node_cost(g: Graph, n) -> dict[str, int]:
-    op = get(n.op)
-    if op.cost is None:
-        return {}
-    return op.cost(op.with_defaults(n.attrs), *node_shapes(g, n))
+from snnconvert.ir.registry import has_flag
 
 
 def inspect_graph(g: Graph) -> dict[str, Any]:

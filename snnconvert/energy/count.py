@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from snnconvert.inspect import node_cost, node_shapes
+from snnconvert.ir.cost import node_cost, node_shapes
 from snnconvert.ir.graph import Graph, Node
-from snnconvert.ir.registry import get, has_flag, numel, run_op
-from snnconvert.sim.simulator import internal_records
+from snnconvert.ir.registry import get, has_flag, internal_records, numel, run_op
 
 
 @dataclass

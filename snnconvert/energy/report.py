@@ -1,20 +1,19 @@
 """The energy report: per layer ANN vs SNN energy under a stated convention and constants.
 
 The conventions are stated in ``CONVENTION_NOTE``, which every report carries (``convention_note``).
+It reads the spiking graph and the simulation's results as data (api reads the SNN directory);
+snnconvert.report.energy formats it (table, CSV, Markdown).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from snnconvert.atomic import write_json, write_text
 from snnconvert.energy.count import count_nodes
 from snnconvert.errors import InputError
+from snnconvert.ir.graph import Graph
 from snnconvert.ir.registry import get, has_flag
 
 CONVENTIONS = ("measured", "sit", "spikformer")
@@ -32,33 +31,24 @@ Elementwise work (exp, division, sqrt, comparisons, additions of analog values) 
 listed per layer, never dropped, but not charged unless --charge-other is given a pJ value."""
 
 
-def _load_events(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise InputError(
-            f"{path}: cannot read event counts ({type(e).__name__}); rerun `snnconvert simulate`"
-        ) from None
+def check_convention(convention: str) -> None:
+    if convention not in CONVENTIONS:
+        raise InputError(f"--convention must be one of {', '.join(CONVENTIONS)}, got '{convention}'")
 
 
 def build_report(
-    snn_dir: str | Path,
+    snn: Graph,
+    sim: dict[str, Any],
+    events: dict[str, np.ndarray],
     mac_pj: float | None = None,
     ac_pj: float | None = None,
     convention: str = "measured",
     mem_pj_per_byte: float = 0.0,
+    snn_dir: str = "",
 ) -> dict[str, Any]:
-    from snnconvert.api import load_snn, read_json
-
-    d = Path(snn_dir)
-    if convention not in CONVENTIONS:
-        raise InputError(f"--convention must be one of {', '.join(CONVENTIONS)}, got '{convention}'")
-    snn, _ann = load_snn(d)
-    if not (d / "simulation.json").is_file() or not (d / "events.npz").is_file():
-        raise InputError(f"{d}: no simulation result; run `snnconvert simulate {d} --data DATA.npz` first")
-    sim = read_json(d / "simulation.json", "simulation result")
-    events = _load_events(d / "events.npz")
+    """The report of a spiking graph from its simulation result (`sim`, simulation.json) and the
+    events it recorded per sample (events.npz); `snn_dir` names where they came from."""
+    check_convention(convention)
     recipe_energy = snn.meta.get("energy", {}) or {}
     e_mac = float(mac_pj if mac_pj is not None else recipe_energy.get("mac_pj", DEFAULT_MAC_PJ))
     e_ac = float(ac_pj if ac_pj is not None else recipe_energy.get("ac_pj", DEFAULT_AC_PJ))
@@ -139,7 +129,7 @@ def build_report(
         }
     )
     return {
-        "snn_dir": str(d),
+        "snn_dir": snn_dir,
         "recipe": snn.meta.get("recipe"),
         "coding": snn.meta.get("coding"),
         "timesteps": T,
@@ -181,93 +171,3 @@ def _bytes_moved(g, r, ann: bool = False) -> float:
         if i in g.values and g.values[i].domain != "spike"
     )
     return float(w * r.executions + act_in + act_out * r.executions)
-
-
-COLUMNS = (
-    "name",
-    "op",
-    "domain",
-    "ann_macs",
-    "snn_acs",
-    "snn_macs",
-    "firing_rate",
-    "cosine",
-    "energy_ann_pj",
-    "energy_snn_pj",
-    "ratio",
-)
-
-
-def table_rows(rep: dict[str, Any]) -> list[list[Any]]:
-    return [[layer[c] for c in COLUMNS] for layer in rep["layers"]]
-
-
-def to_csv(rep: dict[str, Any]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(COLUMNS)
-    for row in table_rows(rep):
-        w.writerow(["" if v is None else v for v in row])
-    t = rep["total"]
-    w.writerow(
-        [
-            "TOTAL",
-            "",
-            "",
-            t["ann_macs"],
-            t["snn_acs"],
-            t["snn_macs"],
-            "",
-            "",
-            t["energy_ann_pj"],
-            t["energy_snn_pj"],
-            t["ratio"],
-        ]
-    )
-    return buf.getvalue()
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4g}"
-    return str(v)
-
-
-def to_markdown(rep: dict[str, Any]) -> str:
-    c = rep["constants"]
-    lines = [
-        f"# Energy report: {rep['recipe']} ({rep['coding']} coding, T = {rep['timesteps']}, {rep['samples']} samples)",
-        "",
-        f"Convention: **{rep['convention']}**; E_MAC = {c['mac_pj']} pJ, E_AC = {c['ac_pj']} pJ ({c['source']}).",
-        "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
-    ]
-    for row in table_rows(rep):
-        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
-    t = rep["total"]
-    lines.append(
-        f"| **total** | | | {_fmt(t['ann_macs'])} | {_fmt(t['snn_acs'])} | {_fmt(t['snn_macs'])} | | | "
-        f"{_fmt(t['energy_ann_pj'])} | {_fmt(t['energy_snn_pj'])} | {_fmt(t['ratio'])} |"
-    )
-    lines += [
-        "",
-        f"Spike-driven fraction of synaptic operations: {t['spike_driven_fraction']:.3f}.",
-        f"Still analog: {', '.join(rep['analog_ops']) or 'nothing'}.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def write_report(
-    rep: dict[str, Any], out: str | Path | None, csv_path: str | Path | None, md_path: str | Path | None
-) -> None:
-    d = Path(rep["snn_dir"])
-    write_json(d / "energy.json", rep)
-    if out is not None:
-        write_json(out, rep)
-    if csv_path is not None:
-        write_text(csv_path, to_csv(rep))
-    if md_path is not None:
-        write_text(md_path, to_markdown(rep))

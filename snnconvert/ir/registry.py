@@ -9,7 +9,7 @@ Every other fact a stage needs about an op is a flag of its entry (see `FLAGS`),
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,9 @@ Shape = tuple[int, ...]
 Cost = dict[str, int]
 # The event kind of an op with neurons inside that counts its applications per element (not spikes).
 EVALUATIONS = "evaluations"
+# The simulation's record of the events inside the op that produces value v: key f"{v}{INTERNAL}{kind}"
+# (what simulate writes to events.npz and energy-report reads).
+INTERNAL = "#"
 # A fact about an op: constant, or a predicate of the node's attributes (defaults filled in).
 Flag = bool | Callable[[dict[str, Any]], bool]
 
@@ -110,6 +113,12 @@ FLAGS: dict[str, str] = {
 }
 
 OPS: dict[str, OpDef] = {}
+
+
+def internal_records(records: Mapping[str, Any], value: str) -> dict[str, Any]:
+    """The records of the neurons inside the op that produces `value`, by kind."""
+    prefix = value + INTERNAL
+    return {k[len(prefix) :]: v for k, v in records.items() if k.startswith(prefix)}
 
 
 def register(op: OpDef) -> OpDef:

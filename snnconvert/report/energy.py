@@ -1,7 +1,9 @@
-"""The energy-report table printed by the CLI."""
+"""The energy report as a table printed by the CLI, as CSV and as Markdown."""
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 from rich.console import Console
@@ -74,3 +76,80 @@ def print_energy(rep: dict[str, Any], console: Console, max_rows: int = 40) -> N
     console.print(t)
     if len(rep["layers"]) > max_rows:
         console.print(f"({len(rep['layers']) - max_rows} more layers in the JSON report)")
+
+
+COLUMNS = (
+    "name",
+    "op",
+    "domain",
+    "ann_macs",
+    "snn_acs",
+    "snn_macs",
+    "firing_rate",
+    "cosine",
+    "energy_ann_pj",
+    "energy_snn_pj",
+    "ratio",
+)
+
+
+def table_rows(rep: dict[str, Any]) -> list[list[Any]]:
+    return [[layer[c] for c in COLUMNS] for layer in rep["layers"]]
+
+
+def to_csv(rep: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(COLUMNS)
+    for row in table_rows(rep):
+        w.writerow(["" if v is None else v for v in row])
+    t = rep["total"]
+    w.writerow(
+        [
+            "TOTAL",
+            "",
+            "",
+            t["ann_macs"],
+            t["snn_acs"],
+            t["snn_macs"],
+            "",
+            "",
+            t["energy_ann_pj"],
+            t["energy_snn_pj"],
+            t["ratio"],
+        ]
+    )
+    return buf.getvalue()
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4g}"
+    return str(v)
+
+
+def to_markdown(rep: dict[str, Any]) -> str:
+    c = rep["constants"]
+    lines = [
+        f"# Energy report: {rep['recipe']} ({rep['coding']} coding, T = {rep['timesteps']}, {rep['samples']} samples)",
+        "",
+        f"Convention: **{rep['convention']}**; E_MAC = {c['mac_pj']} pJ, E_AC = {c['ac_pj']} pJ ({c['source']}).",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for row in table_rows(rep):
+        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    t = rep["total"]
+    lines.append(
+        f"| **total** | | | {_fmt(t['ann_macs'])} | {_fmt(t['snn_acs'])} | {_fmt(t['snn_macs'])} | | | "
+        f"{_fmt(t['energy_ann_pj'])} | {_fmt(t['energy_snn_pj'])} | {_fmt(t['ratio'])} |"
+    )
+    lines += [
+        "",
+        f"Spike-driven fraction of synaptic operations: {t['spike_driven_fraction']:.3f}.",
+        f"Still analog: {', '.join(rep['analog_ops']) or 'nothing'}.",
+    ]
+    return "\n".join(lines) + "\n"

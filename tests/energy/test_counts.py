@@ -110,3 +110,12 @@ def test_einsum_counts_as_the_layer_and_the_product_it_is():
     assert rows["layer"].snn_acs == 2 * 2 + 7 * 0 + 1 * 3 + 3 * 2
     assert rows["scores"].snn_acs == 24 * 5 + 20 * 3  # as MatMul in test_attention_block_counts
     assert rows["scores"].snn_macs == 0
+
+
+def test_energy_reads_the_records_the_simulator_writes():
+    """The key of an op's inside events is one contract (ir.registry) for simulate and energy-report."""
+    from snnconvert.ir.registry import internal_records
+    from snnconvert.sim.simulator import internal_key
+
+    records = {internal_key("p", "siexp"): 3.0, internal_key("p", "evaluations"): 1.0, "p": 2.0}
+    assert internal_records(records, "p") == {"siexp": 3.0, "evaluations": 1.0}

@@ -11,8 +11,8 @@ import torch
 from conftest import mlp_graph
 
 from snnconvert.errors import GraphError, InputError
-from snnconvert.inspect import node_cost
 from snnconvert.ir.build import GraphBuilder
+from snnconvert.ir.cost import node_cost
 from snnconvert.ir.execute import run_graph
 from snnconvert.ir.registry import OPS, OpDef, infer_shapes, run_op
 from snnconvert.ir.serialize import content_hash, load_graph, save_graph
