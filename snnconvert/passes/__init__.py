@@ -4,58 +4,9 @@ A pass is registered with a parameter schema, so a recipe (plain YAML) can name 
 before anything runs.
 """
 
-from __future__ import annotations
+from snnconvert.passes.registry import PASSES, Param, PassContext, PassDef, register_pass, run_pass
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+# the passes register themselves on import
+from snnconvert.passes import fold, normalize, softmax, spikify  # noqa: F401  isort: skip
 
-from snnconvert.ir.graph import Graph
-
-
-@dataclass
-class PassContext:
-    """What passes may need beyond the graph: the calibration and the recipe's global settings."""
-
-    calibration: Any = None  # snnconvert.calibrate.file.Calibration
-    coding: str = "rate"
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Param:
-    kind: type | tuple[type, ...]
-    default: Any
-    doc: str = ""
-    choices: tuple[Any, ...] | None = None
-    lo: float | None = None
-    hi: float | None = None
-
-
-@dataclass(frozen=True)
-class PassDef:
-    name: str
-    fn: Callable[[Graph, dict[str, Any], PassContext], Graph]
-    params: dict[str, Param]
-    spikes: tuple[str, ...] = ()  # op types this pass turns into spiking nodes (for `inspect`)
-
-
-PASSES: dict[str, PassDef] = {}
-
-
-def register_pass(name: str, params: dict[str, Param] | None = None, spikes: tuple[str, ...] = ()):
-    def deco(fn):
-        PASSES[name] = PassDef(name, fn, params or {}, spikes)
-        return fn
-
-    return deco
-
-
-def run_pass(name: str, g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
-    d = PASSES[name]
-    full = {k: p.default for k, p in d.params.items()}
-    full.update(params)
-    return d.fn(g, full, ctx)
-
-
-from snnconvert.passes import fold, normalize, softmax, spikify  # noqa: E402,F401  (register the passes)
+__all__ = ["PASSES", "Param", "PassContext", "PassDef", "register_pass", "run_pass"]

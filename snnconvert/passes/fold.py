@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from snnconvert.ir.graph import Graph
-from snnconvert.passes import PassContext, register_pass
+from snnconvert.passes.registry import PassContext, register_pass
 
 
 @register_pass("fold_batchnorm")

@@ -13,7 +13,7 @@ from snnconvert.calibrate.observe import nonzero_percentile
 from snnconvert.errors import InputError
 from snnconvert.ir.graph import Graph, Node
 from snnconvert.ir.registry import has_flag
-from snnconvert.passes import Param, PassContext, register_pass
+from snnconvert.passes.registry import Param, PassContext, register_pass
 
 
 def scale_of(ctx: PassContext, value: str, p: float, exclude_zeros: bool) -> float:

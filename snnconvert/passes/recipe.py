@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from snnconvert.errors import InputError
-from snnconvert.passes import PASSES, Param
+from snnconvert.passes.registry import PASSES, Param
 
 TOP_KEYS = {
     "name": str,

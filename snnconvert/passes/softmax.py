@@ -18,7 +18,7 @@ from snnconvert.calibrate.sketch import QuantileSketch
 from snnconvert.errors import GraphError
 from snnconvert.ir.graph import Graph
 from snnconvert.neurons.fewspike import covering_table
-from snnconvert.passes import Param, PassContext, register_pass
+from snnconvert.passes.registry import Param, PassContext, register_pass
 
 
 def fraction_below(s: QuantileSketch, x: float) -> float:

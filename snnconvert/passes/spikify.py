@@ -9,7 +9,7 @@ import numpy as np
 from snnconvert.errors import GraphError
 from snnconvert.ir.graph import Graph, Node, Value
 from snnconvert.ir.registry import get, has_flag
-from snnconvert.passes import Param, PassContext, register_pass
+from snnconvert.passes.registry import Param, PassContext, register_pass
 
 
 @register_pass(
