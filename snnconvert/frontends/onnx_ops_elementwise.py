@@ -17,7 +17,9 @@ def _operands(ctx: Ctx, node) -> list[str]:
     return [_float_like(ctx, ref, i) if ctx.const(i) is not None and ref else ctx.input(i) for i in names]
 
 
-@handles("Reciprocal", "Abs", "Log", "Sin", "Cos", "Sign", "Floor", "Ceil", "Round", "Not", "Softplus")
+@handles(
+    "Reciprocal", "Abs", "Log", "Sin", "Cos", "Sign", "Floor", "Ceil", "Round", "Not", "Softplus", "HardSwish"
+)
 def _unary(ctx: Ctx, node, a: Attrs) -> None:
     ctx.emit(node, node.op_type, [ctx.input(node.input[0])])
 

@@ -1,5 +1,5 @@
 """Elementwise ops beyond ops_math: unary maths (Reciprocal, Abs, Log, Sin, Cos, rounding, Sign),
-comparisons and logic, variadic Max/Min, Mod, Softplus, HardSigmoid.
+comparisons and logic, variadic Max/Min, Mod, Softplus, HardSigmoid, HardSwish.
 
 Each `run` is a per-sample torch reference with ONNX broadcasting; it works unchanged under
 torch.vmap (no data-dependent shapes, no in-place writes). None of them keeps spikes: they are
@@ -59,6 +59,19 @@ register(
         cost=lambda a, ins, outs: {"mul": numel(outs[0]), "add": numel(outs[0]), "cmp": 2 * numel(outs[0])},
         activation=True,
         doc="max(0, min(1, alpha * x + beta))",
+    )
+)
+register(
+    OpDef(
+        "HardSwish",
+        lambda a, x: x * torch.clamp(x / 6.0 + 0.5, 0.0, 1.0),
+        cost=lambda a, ins, outs: {
+            "mul": 2 * numel(outs[0]),
+            "add": numel(outs[0]),
+            "cmp": 2 * numel(outs[0]),
+        },
+        activation=True,
+        doc="x * max(0, min(1, x / 6 + 1/2)) (MobileNetV3)",
     )
 )
 

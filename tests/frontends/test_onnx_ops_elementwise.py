@@ -1,5 +1,5 @@
 """ONNX elementwise ops of issue L (unary maths, rounding, comparisons, logic, variadic Max/Min, Mod,
-Softplus, HardSigmoid): each a one-node model, imported and run by the reference executor against
+Softplus, HardSigmoid, HardSwish): each a one-node model, imported and run by the reference executor against
 onnxruntime on the same random input (max abs error <= 1e-5 * max(1, |reference|); integer and
 boolean outputs exactly)."""
 
@@ -86,6 +86,16 @@ def _cases() -> list[Case]:
             X34,
             ["y"],
             opset=22,
+            draw={"x": lambda r, s: (4 * r.standard_normal(s)).astype(np.float32)},
+        )
+    )
+    c.append(  # both saturations (x <= -3: 0, x >= 3: x) and the quadratic part between
+        Case(
+            "HardSwish",
+            [N("HardSwish", ["x"], ["y"])],
+            X34,
+            ["y"],
+            opset=14,
             draw={"x": lambda r, s: (4 * r.standard_normal(s)).astype(np.float32)},
         )
     )

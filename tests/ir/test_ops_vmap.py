@@ -66,6 +66,7 @@ def _specs() -> list[Spec]:
     s.append(Spec("Log", {}, [("x", _positive(4, 5))]))
     s.append(Spec("Not", {}, [("x", _bool(4, 5))]))
     s.append(Spec("HardSigmoid", {"alpha": 0.2, "beta": 0.5}, [("x", _halves(4, 5))]))
+    s.append(Spec("HardSwish", {}, [("x", _halves(4, 5))]))
     for op in ("Greater", "Less", "GreaterOrEqual", "LessOrEqual"):
         s.append(Spec(op, {}, [("x", _halves(4, 5)), ("c", torch.tensor(0.5))]))
     for op in ("Or", "Xor"):
