@@ -997,12 +997,16 @@ def cmd_run(args) -> int:
         "versions": _export_versions(dirs),
     }
     previous = RESULTS / "real_models.json"
-    if args.only and previous.is_file():  # a partial run updates its rows of the last full one
+    for r in rows:
+        r["commit"] = meta["code"].get("commit")
+    partial = bool(args.only or args.exporters or args.no_big)
+    if partial and previous.is_file():  # a partial run updates its rows of the last full one
         old = json.loads(previous.read_text())
         keep = {(r["case"], r["exporter"]) for r in rows}
+        for r in old["rows"]:
+            r.setdefault("commit", old["meta"].get("code", {}).get("commit"))
         rows = [r for r in old["rows"] if (r["case"], r["exporter"]) not in keep] + rows
-        meta["partial_update"] = sorted({r for r, _ in keep})
-        meta["run_seconds"] = old["meta"].get("run_seconds")
+        meta["partial_update"] = sorted({f"{c}/{e}" for c, e in keep})
     order = {(c.id, e): i for i, (c, e) in enumerate((c, e) for c in CASES for e in EXPORTERS)}
     rows.sort(key=lambda r: order.get((r["case"], r["exporter"]), 1 << 30))
     result = {"meta": meta, "rows": rows}
@@ -1150,7 +1154,12 @@ def markdown(result: dict) -> str:
         f"{meta['samples']} calibration and {meta['samples']} test samples per case; output cosine is the SNN's "
         "decoded output against the ANN's over the test samples (`simulate`'s per-step `cosine`).",
         "",
-        f"- run: {meta['date']}, {meta.get('run_seconds')} s; stage timeout {meta['stage_timeout_s']:g} s "
+        (
+            f"- partial run: {len(meta['partial_update'])} rows re-run, the others (`‡`) kept\n"
+            if meta.get("partial_update")
+            else ""
+        )
+        + f"- run: {meta['date']}, {meta.get('run_seconds')} s; stage timeout {meta['stage_timeout_s']:g} s "
         "(x4 for the big case, which simulates 8 samples)",
         f"- code: commit {code.get('commit', '?')[:10]}"
         + (" (a snapshot of it, `--code`)" if code.get("snapshot") or "snapshot_of" in code else "")
@@ -1171,7 +1180,8 @@ def markdown(result: dict) -> str:
         "Stage cells: `ok`, an error code (below), `k/5` recipes ok followed by the codes of the others, `-` not "
         f"reached. `cos@T` for {', '.join(f'{a} = {r}' for r, a in TABLE_RECIPES)}; `!` marks sit2024 below "
         f"{SIT_TARGET} at T = 32; `°` a recipe that converts nothing in this model (no ReLU for mueller2021: "
-        "its SNN is the ANN, the cosine says nothing). `†` a case whose batch is on axis 1 (needs `--batch-axis`).",
+        "its SNN is the ANN, the cosine says nothing). `†` a case whose batch is on axis 1 (needs `--batch-axis`). "
+        "`‡` a row kept from an earlier run (another commit: see the JSON's `commit`).",
         "",
     ]
     cos_head = [f"{a}@{t}" for _, a in TABLE_RECIPES for t in ts]
@@ -1183,7 +1193,10 @@ def markdown(result: dict) -> str:
         xcode = "ok" if exp_ok else codes[("export failed", signature(r["export"]["status"]))]
         cs = _stage_summary(r, recipes)
         cells = [
-            r["case"] + (" †" if r.get("needs") else "") + (" (big)" if r.get("big") else ""),
+            r["case"]
+            + (" †" if r.get("needs") else "")
+            + (" (big)" if r.get("big") else "")
+            + (" ‡" if r.get("commit", code.get("commit")) != code.get("commit") else ""),
             r["exporter"],
             xcode,
             _cell(cs["inspect"], codes) if exp_ok else "-",
@@ -1252,13 +1265,17 @@ def unsupported_table(rows: list[dict]) -> dict[str, list[str]]:
 
 
 def unsupported_txt(result: dict) -> str:
-    rows = result["rows"]
+    cur = result["meta"].get("code", {}).get("commit")
+    rows = [  # rows kept from an earlier run (a partial update) say which commit they are from
+        {**r, "exporter": r["exporter"] + (f"@{r['commit'][:7]}" if r.get("commit", cur) != cur else "")}
+        for r in result["rows"]
+    ]
     lines = [
         "# ONNX op types the import reported unsupported ('N unsupported node(s): ...'), one per line,",
         "# with the exports (case/exporter) that need them. Written by `python -m bench.real_models run`",
         f"# on {result['meta']['date']}, commit {result['meta'].get('code', {}).get('commit', '?')[:10]}.",
         "# Lines starting with '#' are comments; the refusals of supported ops (a variant, an attribute)",
-        "# follow the list, as comments.",
+        "# follow the list, as comments. CASE/EXPORTER@COMMIT: a row kept from an earlier run at that commit.",
     ]
     for op, rids in unsupported_table(rows).items():
         lines.append(f"{op}\t{' '.join(rids)}")
