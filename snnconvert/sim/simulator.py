@@ -234,6 +234,9 @@ class Simulator:
                     else _fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape)))
                 )
                 continue
+            if not s.data.is_floating_point():  # masks, indices: a level at each step, not events
+                args.append(_fold(s.data))
+                continue
             if self.coding == "count" and len(stream) == 1:
                 changed = _fold(s.data != 0)
                 if state.get(f"{n.name}/in{i}") is None:  # the first step always evaluates
@@ -252,6 +255,9 @@ class Simulator:
         outs = []
         for k, o in enumerate(self._apply(n, args, record, changed)):
             f = _unfold(o, tc)
+            if not f.is_floating_point():  # a comparison or index of running values: its level
+                outs.append(Sig(f, False))
+                continue
             key = f"{n.name}/out{k}"
             prev = state.get(key)
             if self.coding == "rate":
