@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1] / "snnconvert"
 
 
@@ -122,12 +120,6 @@ def test_no_import_cycles_outside_the_onnx_frontend():
     assert cycles == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="frontends/onnx.py defines Ctx/handles/HANDLERS/_ONNX_DTYPES and the onnxruntime helpers that "
-    "its handler modules and batch_check import from it, and imports those modules back; moving them to "
-    "frontends/onnx_ctx.py and frontends/ort.py needs an edit of onnx.py (issue O item 3)",
-)
 def test_no_import_cycles_in_the_onnx_frontend():
     assert import_cycles() == []
 

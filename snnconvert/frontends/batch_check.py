@@ -76,7 +76,7 @@ def output_batch_axes(
 
 def _mixing_message(model, one, two, both, output: str, source: str) -> str:
     """Name the first node whose output for 2 samples is not its outputs for each sample stacked."""
-    from snnconvert.frontends.onnx import _classify, ort_values
+    from snnconvert.frontends.ort import _classify, ort_values
 
     dynamic, _ = _classify(model, set(one))  # shape arithmetic differs with the batch size by design
     values = [o for n in model.graph.node for o in n.output if o in dynamic]

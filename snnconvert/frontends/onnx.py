@@ -11,104 +11,19 @@ about where the batch is. Whether that per-sample program is the model is then c
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from snnconvert.errors import GraphError, InputError, UnsupportedModelError
-from snnconvert.ir.build import add_node as _add_node
-from snnconvert.ir.graph import Graph, Node, Value
+from snnconvert.frontends.onnx_ctx import _ONNX_DTYPES, HANDLERS, Ctx, handles  # noqa: F401 (re-exported)
+from snnconvert.frontends.ort import SHAPE_ONLY, OrtRunner, _classify, _ort_message, ort_values  # noqa: F401
+from snnconvert.ir.graph import Graph, Value
 
 MIN_OPSET = 11
-# Ops whose output never depends on input data values: folded, never emitted.
-SHAPE_ONLY = {"Shape", "Size"}
 ALIASES = {"Identity", "Dropout"}
-
-_ONNX_DTYPES = {
-    onnx.TensorProto.FLOAT: "float32",
-    onnx.TensorProto.DOUBLE: "float64",
-    onnx.TensorProto.FLOAT16: "float16",
-    onnx.TensorProto.INT64: "int64",
-    onnx.TensorProto.INT32: "int32",
-    onnx.TensorProto.INT8: "int8",
-    onnx.TensorProto.UINT8: "uint8",
-    onnx.TensorProto.BOOL: "bool",
-}
-
-
-@dataclass
-class Ctx:
-    """State of one import: the IR under construction and the folded constants."""
-
-    model: onnx.ModelProto
-    opset: int
-    g: Graph
-    consts: dict[str, np.ndarray]  # values that do not depend on input data, at batch 1
-    rename: dict[str, str] = field(default_factory=dict)
-
-    def name(self, v: str) -> str:
-        return self.rename.get(v, v)
-
-    def const(self, v: str) -> np.ndarray | None:
-        return self.consts.get(v) if v else None
-
-    def input(self, v: str) -> str:
-        """The IR value name for an ONNX input, materialising a folded constant as an initializer."""
-        if v in self.consts:
-            if v not in self.g.initializers:
-                self.g.initializers[v] = _as_initializer(self.consts[v])
-            return v
-        return self.name(v)
-
-    def emit(
-        self,
-        onnx_node: onnx.NodeProto,
-        op: str,
-        inputs: list[str],
-        attrs: dict[str, Any] | None = None,
-        outputs: list[str] | None = None,
-        suffix: str = "",
-    ) -> list[str]:
-        outs = outputs if outputs is not None else list(onnx_node.output[:1])
-        name = (onnx_node.name or f"{onnx_node.op_type}_{outs[0]}") + suffix
-        node = Node(
-            self.g.unique_name(name) if suffix or _taken(self.g, name) else name,
-            op,
-            inputs,
-            outs,
-            dict(attrs or {}),
-        )
-        _add_node(self.g, node)
-        return outs
-
-
-def _taken(g: Graph, name: str) -> bool:
-    return g.has_node(name)
-
-
-def _as_initializer(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
-    if a.dtype == np.float64:
-        a = a.astype(np.float32)
-    return np.array(a, order="C")  # not ascontiguousarray: it turns a 0-d scalar into shape [1]
-
-
-# -- handler registry ----------------------------------------------------------------------------------
-Handler = Callable[[Ctx, onnx.NodeProto, dict[str, Any]], None]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handles(*op_types: str):
-    def deco(f: Handler) -> Handler:
-        for t in op_types:
-            HANDLERS[t] = f
-        return f
-
-    return deco
 
 
 def supported_ops() -> list[str]:
@@ -400,18 +315,6 @@ def _input_shape(
     return tuple(shape), dtype, axis
 
 
-def _classify(model: onnx.ModelProto, data_inputs: set[str]) -> tuple[set[str], set[str]]:
-    """(values that depend on input data, values computed by nodes that do not)."""
-    dynamic = set(data_inputs)
-    static: set[str] = set()
-    for node in model.graph.node:
-        is_dyn = node.op_type not in SHAPE_ONLY and any(i in dynamic for i in node.input if i)
-        for o in node.output:
-            if o:
-                (dynamic if is_dyn else static).add(o)
-    return dynamic, static
-
-
 def _fold_static(
     model: onnx.ModelProto,
     g: Graph,
@@ -445,59 +348,6 @@ def _fold_static(
                 f"{e} (on one sample, the samples taken on {taken}: if they are elsewhere, give --batch-axis NAME=AXIS)"
             ) from None
     return consts
-
-
-class OrtRunner:
-    """One onnxruntime session over the model with `names` exposed as outputs (no graph
-    optimisation, so every value the file names exists); sessions of a large model take seconds
-    to build, so an import builds one and runs it as often as it needs."""
-
-    def __init__(self, model: onnx.ModelProto, names: list[str], source: str, what: str):
-        import onnxruntime as ort
-
-        self.names, self.source = list(names), source
-        m = onnx.ModelProto()
-        m.CopyFrom(model)
-        existing = {o.name for o in m.graph.output}
-        for n in self.names:
-            if n not in existing:
-                m.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        opts.log_severity_level = 4  # errors come back as exceptions; 3 would also print them on stderr
-        try:
-            self.sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise InputError(f"{source}: {what} failed: {_ort_message(e)}") from None
-
-    def run(
-        self, feeds: dict[str, np.ndarray], what: str, names: list[str] | None = None
-    ) -> dict[str, np.ndarray]:
-        """The named values on `feeds`; a failure is one line saying what was being done."""
-        want = self.names if names is None else names
-        try:
-            outs = self.sess.run(want, feeds)
-        except Exception as e:
-            raise InputError(f"{self.source}: {what} failed: {_ort_message(e)}") from None
-        return dict(zip(want, outs, strict=True))
-
-
-def ort_values(
-    model: onnx.ModelProto, feeds: dict[str, np.ndarray], names: list[str], source: str, what: str
-) -> dict[str, np.ndarray]:
-    """The named values of the model on `feeds`, by a one-off OrtRunner."""
-    return OrtRunner(model, names, source, what).run(feeds, what)
-
-
-def _ort_message(e: Exception) -> str:
-    """onnxruntime's error without its status prefix and C++ source locations, on one line."""
-    import re
-
-    msg = " ".join(str(e).split())
-    msg = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", msg)
-    msg = re.sub(r"/onnxruntime_src/\S+:\d+ (onnxruntime::[\w:]+\([^)]*\) )?", "", msg)
-    msg = msg.replace("Non-zero status code returned while running ", "")
-    return msg[:300] or type(e).__name__
 
 
 # the handlers register themselves on import

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from snnconvert.errors import UnsupportedModelError
-from snnconvert.frontends.onnx import _ONNX_DTYPES, Ctx, handles
+from snnconvert.frontends.onnx_ctx import _ONNX_DTYPES, Ctx, handles
 
 Attrs = dict[str, Any]
 

@@ -6,7 +6,7 @@ Constant operands take the dtype of the run-time operand (exports mix float64 an
 from __future__ import annotations
 
 from snnconvert.errors import UnsupportedModelError
-from snnconvert.frontends.onnx import Ctx, handles
+from snnconvert.frontends.onnx_ctx import Ctx, handles
 from snnconvert.frontends.onnx_ops import Attrs, _float_like
 
 

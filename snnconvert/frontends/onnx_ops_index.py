@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from snnconvert.errors import UnsupportedModelError
-from snnconvert.frontends.onnx import Ctx, handles
+from snnconvert.frontends.onnx_ctx import Ctx, handles
 from snnconvert.frontends.onnx_ops import Attrs, _ints, _need_const, _rank
 from snnconvert.frontends.onnx_ops_reduce import _axis
 from snnconvert.ir.ops_index import PAD_MODES

@@ -5,7 +5,7 @@ InstanceNormalization and Einsum, each one ONNX op to one IR op with its axes pa
 from __future__ import annotations
 
 from snnconvert.errors import UnsupportedModelError
-from snnconvert.frontends.onnx import Ctx, handles
+from snnconvert.frontends.onnx_ctx import Ctx, handles
 from snnconvert.frontends.onnx_ops import Attrs, _ints, _need_const, _rank
 
 
