@@ -241,24 +241,6 @@ def _gap(ctx: Ctx, node, a: Attrs) -> None:
     ctx.emit(node, "GlobalAvgPool", [ctx.input(node.input[0])])
 
 
-@handles("ReduceMean")
-def _reducemean(ctx: Ctx, node, a: Attrs) -> None:
-    rank = _rank(ctx, node.input[0])
-    if "axes" in a:
-        axes = _ints(a["axes"])
-    elif len(node.input) > 1 and node.input[1]:
-        axes = _ints(_need_const(ctx, node, 1, "axes"))
-    else:
-        if a.get("noop_with_empty_axes", 0):
-            ctx.rename[node.output[0]] = ctx.input(node.input[0])
-            return
-        axes = list(range(rank))
-    axes = sorted(ax % rank for ax in axes)
-    ctx.emit(
-        node, "ReduceMean", [ctx.input(node.input[0])], {"axes": axes, "keepdims": int(a.get("keepdims", 1))}
-    )
-
-
 # -- data movement -------------------------------------------------------------------------------------
 @handles("Reshape")
 def _reshape(ctx: Ctx, node, a: Attrs) -> None:

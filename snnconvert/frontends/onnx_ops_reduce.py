@@ -30,10 +30,9 @@ REDUCE_OPS = (
 )
 
 
-@handles(*REDUCE_OPS)
-def _reduce(ctx: Ctx, node, a: Attrs) -> None:
+def _reduce_axes(ctx: Ctx, node, a: Attrs) -> list[int]:
     """axes: an attribute (ReduceSum before opset 13, the others before 18) or a constant input; none
-    given reduces every axis, or nothing with noop_with_empty_axes=1."""
+    given reduces every axis, or nothing with noop_with_empty_axes=1 (an empty list)."""
     rank = _rank(ctx, node.input[0])
     if "axes" in a:
         axes = _ints(a["axes"])
@@ -43,9 +42,24 @@ def _reduce(ctx: Ctx, node, a: Attrs) -> None:
         axes = []
     if not axes and not a.get("noop_with_empty_axes", 0):
         axes = list(range(rank))
-    axes = sorted({_axis(node, ax, rank, "axes entry") for ax in axes})
-    attrs = {"axes": axes, "keepdims": int(a.get("keepdims", 1))}
+    return sorted({_axis(node, ax, rank, "axes entry") for ax in axes})
+
+
+@handles(*REDUCE_OPS)
+def _reduce(ctx: Ctx, node, a: Attrs) -> None:
+    attrs = {"axes": _reduce_axes(ctx, node, a), "keepdims": int(a.get("keepdims", 1))}
     ctx.emit(node, node.op_type, [ctx.input(node.input[0])], attrs)
+
+
+@handles("ReduceMean")
+def _reduce_mean(ctx: Ctx, node, a: Attrs) -> None:
+    axes = _reduce_axes(ctx, node, a)
+    if not axes:  # noop_with_empty_axes: the mean over no axis is the input
+        ctx.rename[node.output[0]] = ctx.input(node.input[0])
+        return
+    ctx.emit(
+        node, "ReduceMean", [ctx.input(node.input[0])], {"axes": axes, "keepdims": int(a.get("keepdims", 1))}
+    )
 
 
 @handles("ArgMax", "ArgMin")

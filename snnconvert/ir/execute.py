@@ -39,14 +39,29 @@ def last_uses(g: Graph) -> dict[str, int]:
     return last
 
 
+def model_shape(g: Graph, name: str, n: int | str) -> list:
+    """An input's model-layout shape for `n` samples (n may be "N", for messages)."""
+    shape: list = list(g.values[name].shape)
+    a = g.batch_axis(name)
+    return [n, *shape] if a is None else [*shape[:a], n, *shape[a + 1 :]]
+
+
 def expected_layout(g: Graph, name: str) -> str:
     """An input's model-layout shape for messages: N where the samples go."""
-    shape = list(g.values[name].shape)
-    a = g.batch_axis(name)
-    dims = [str(d) for d in shape] if a is not None else ["N", *map(str, shape)]
-    if a is not None:
-        dims[a] = "N"
-    return "[" + ", ".join(dims) + "]"
+    return "[" + ", ".join(map(str, model_shape(g, name, "N"))) + "]"
+
+
+def fold_constant_nodes(
+    g: Graph, consts: dict[str, torch.Tensor], skip: Callable[[str], bool] = lambda op: False
+) -> dict[str, torch.Tensor]:
+    """`consts` plus the outputs of nodes computed from constants only (the same for every sample
+    and step), computed once; `skip(op)` leaves an op to run time (the simulator's neurons)."""
+    out = dict(consts)
+    for n in g.nodes:
+        if not skip(n.op) and all(x in out for x in n.inputs):
+            args = [out[x] for x in n.inputs]
+            out.update(zip(n.outputs, run_batched(n.op, n.attrs, args, [False] * len(args)), strict=True))
+    return out
 
 
 def to_sample_major(g: Graph, name: str, x: torch.Tensor) -> torch.Tensor:
@@ -106,6 +121,7 @@ class Executor:
         if dtype is not None:
             self.consts = {k: v.to(dtype) if v.is_floating_point() else v for k, v in self.consts.items()}
         self.dtype = dtype
+        self.consts = fold_constant_nodes(g, self.consts)
         self.last = last_uses(g)
 
     @torch.no_grad()
@@ -121,9 +137,16 @@ class Executor:
         if self.dtype is not None:
             env = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in env.items()}
         batch = next(iter(env.values())).shape[0]
-        consts = dict(self.consts)
+        consts = self.consts
         keep = set(keep or ()) | set(self.g.outputs)
         for i, n in enumerate(self.g.nodes):
+            if all(o in consts for o in n.outputs):  # folded at init: shown per sample where asked
+                for name in n.outputs:
+                    if name in keep or observe is not None:
+                        env[name] = consts[name].unsqueeze(0).expand((batch, *consts[name].shape))
+                        if observe is not None:
+                            observe(name, env[name])
+                continue
             args = [consts[x] if x in consts else env[x] for x in n.inputs]
             batched = [x not in consts for x in n.inputs]
             try:
@@ -134,13 +157,7 @@ class Executor:
                     f"node '{n.name}' ({n.op}) failed on per-sample inputs {shapes}: {str(e).splitlines()[0]}"
                 ) from e
             for name, t in zip(n.outputs, outs, strict=True):
-                if not any(batched):  # computed from constants only: the same for every sample
-                    consts[name] = t
-                    t = t.unsqueeze(0).expand((batch, *t.shape))
-                    if name in keep or observe is not None:
-                        env[name] = t
-                else:
-                    env[name] = t
+                env[name] = t
                 if observe is not None:
                     observe(name, t)
             for x in n.inputs:

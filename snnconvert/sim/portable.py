@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from snnconvert.atomic import write_json
-from snnconvert.ir.execute import sample_rows
+from snnconvert.ir.execute import model_shape, sample_rows
 from snnconvert.ir.graph import Graph
 from snnconvert.ir.registry import torch_dtype
 from snnconvert.sim.simulator import Simulator
@@ -59,10 +59,7 @@ class StepModule(torch.nn.Module):
 
 def _model_zeros(g: Graph, name: str, batch: int) -> torch.Tensor:
     """A model-layout input of `batch` samples."""
-    shape = list(g.values[name].shape)
-    a = g.batch_axis(name)
-    shape = [batch, *shape] if a is None else [*shape[:a], batch, *shape[a + 1 :]]
-    return torch.zeros(shape, dtype=torch_dtype(g.values[name].dtype))
+    return torch.zeros(model_shape(g, name, batch), dtype=torch_dtype(g.values[name].dtype))
 
 
 def state_layout(g: Graph, analog_mode: str) -> list[tuple[str, tuple[int, ...], str]]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from snnconvert.errors import InputError
-from snnconvert.ir.execute import constants, last_uses, prepare_feeds
+from snnconvert.ir.execute import constants, fold_constant_nodes, last_uses, prepare_feeds
 from snnconvert.ir.graph import Graph, Node
 from snnconvert.ir.registry import EVALUATIONS, get, run_batched, run_batched_events
 from snnconvert.neurons.integrate_fire import if_steps
@@ -76,17 +76,7 @@ class Simulator:
         self.analog_mode = analog_mode
         self.device = torch.device(device)
         self.consts = constants(g, self.device)
-        for n in g.nodes:  # computed from constants only: the same for every sample and step
-            if not get(n.op).spiking and all(x in self.consts for x in n.inputs):
-                self.consts.update(
-                    zip(
-                        n.outputs,
-                        run_batched(
-                            n.op, n.attrs, [self.consts[x] for x in n.inputs], [False] * len(n.inputs)
-                        ),
-                        strict=True,
-                    )
-                )
+        self.consts = fold_constant_nodes(g, self.consts, skip=lambda op: get(op).spiking)
         self.last = last_uses(g)
         self.spiking = [n for n in g.nodes if get(n.op).spiking]
 
