@@ -115,10 +115,19 @@ FLAGS: dict[str, str] = {
 OPS: dict[str, OpDef] = {}
 
 
+def internal_key(value: str, kind: str) -> str:
+    return f"{value}{INTERNAL}{kind}"
+
+
 def internal_records(records: Mapping[str, Any], value: str) -> dict[str, Any]:
     """The records of the neurons inside the op that produces `value`, by kind."""
     prefix = value + INTERNAL
     return {k[len(prefix) :]: v for k, v in records.items() if k.startswith(prefix)}
+
+
+def is_spike_record(key: str) -> bool:
+    """Records that count spikes (not the per-element evaluations of an op with neurons inside)."""
+    return not key.endswith(INTERNAL + EVALUATIONS)
 
 
 def register(op: OpDef) -> OpDef:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,25 +25,19 @@ import torch
 from snnconvert.errors import InputError
 from snnconvert.ir.execute import constants, fold_constant_nodes, last_uses, prepare_feeds
 from snnconvert.ir.graph import Graph, Node
-from snnconvert.ir.registry import EVALUATIONS, get, run_batched, run_batched_events
+from snnconvert.ir.registry import (  # noqa: F401  (the record keys are the registry's; re-exported)
+    EVALUATIONS,
+    INTERNAL,
+    get,
+    internal_key,
+    internal_records,
+    is_spike_record,
+    run_batched,
+    run_batched_events,
+)
 from snnconvert.neurons.integrate_fire import if_steps
 
 ANALOG_MODES = ("mean", "step")
-INTERNAL = "#"  # record key of the spikes inside an op: f"{output}#{kind}" (e.g. SpikingSoftmax)
-
-
-def internal_key(value: str, kind: str) -> str:
-    return f"{value}{INTERNAL}{kind}"
-
-
-def internal_records(records: Mapping[str, Any], value: str) -> dict[str, Any]:
-    """The records of the neurons inside the op that produces `value`, by kind."""
-    prefix = value + INTERNAL
-    return {k[len(prefix) :]: v for k, v in records.items() if k.startswith(prefix)}
-
-
-def is_spike_record(key: str) -> bool:
-    return not key.endswith(INTERNAL + EVALUATIONS)
 
 
 @dataclass
