@@ -77,7 +77,8 @@ def run_calibration(
 
     g = load_model(model, input_shapes, batch_axes, factory)
     ds = load_dataset(data, g)
-    sketches = calibrate(g, ds, samples=samples, batch_size=batch_size, progress=progress)
+    masked: dict[str, int] = {}
+    sketches = calibrate(g, ds, samples=samples, batch_size=batch_size, progress=progress, masked=masked)
     n = ds.n if samples is None else samples
     cal = Calibration(
         content_hash(g),
@@ -88,6 +89,7 @@ def run_calibration(
             "samples": n,
             "settings": {"batch_size": batch_size, "alpha": 0.005},
         },
+        masked=masked,
     )
     cal.save(out)
     return {"tensors": len(sketches), "samples": n, "model_hash": cal.model_hash}

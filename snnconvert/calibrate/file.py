@@ -21,6 +21,8 @@ class Calibration:
     sketches: dict[str, QuantileSketch]
     info: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    # per tensor, the entries calibration saw masked (-inf or finfo.min added to scores)
+    masked: dict[str, int] = field(default_factory=dict)
 
     def sketch(self, value: str) -> QuantileSketch:
         try:
@@ -41,6 +43,8 @@ class Calibration:
                 "abs_percentiles": {f"{p:g}": float(s.percentile_abs(p)) for p in REPORTED},
                 "sketch": s.to_json(),
             }
+            if self.masked.get(name):
+                tensors[name]["masked"] = int(self.masked[name])
         return {"format": FORMAT, "model_hash": self.model_hash, **self.info, "tensors": tensors}
 
     def save(self, path: str | Path) -> None:
@@ -69,7 +73,7 @@ def load_calibration(path: str | Path, model_hash: str | None = None) -> Calibra
     tensors = j.get("tensors")
     if not isinstance(tensors, dict):
         raise InputError(f"{p}: field 'tensors' is missing or not an object")
-    sketches = {}
+    sketches, masked = {}, {}
     for name, t in tensors.items():
         if not isinstance(t, dict) or "sketch" not in t:
             raise InputError(f"{p}: field 'tensors.{name}.sketch' is missing")
@@ -77,5 +81,10 @@ def load_calibration(path: str | Path, model_hash: str | None = None) -> Calibra
             sketches[name] = QuantileSketch.from_json(t["sketch"])
         except ValueError as e:
             raise InputError(f"{p}: field 'tensors.{name}.sketch': {e}") from None
+        m = t.get("masked", 0)
+        if not isinstance(m, int) or isinstance(m, bool) or m < 0:
+            raise InputError(f"{p}: field 'tensors.{name}.masked' must be a non-negative integer")
+        if m:
+            masked[name] = m
     info = {k: v for k, v in j.items() if k not in ("format", "model_hash", "tensors")}
-    return Calibration(j["model_hash"], sketches, info, str(p))
+    return Calibration(j["model_hash"], sketches, info, str(p), masked)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -38,6 +37,11 @@ def shifted_key(softmax_output: str) -> str:
     return softmax_output + SHIFTED
 
 
+# Exports mask attention by adding -inf or the dtype's lowest number (HF: finfo.min) to the
+# scores; an entry at or below this is a masked position, not an activation.
+MASK_FLOOR = -1e30
+
+
 def calibrate(
     g: Graph,
     data: Dataset,
@@ -45,8 +49,10 @@ def calibrate(
     batch_size: int = 64,
     alpha: float = 0.005,
     progress: Callable[[int], None] | None = None,
+    masked: dict[str, int] | None = None,
 ) -> dict[str, QuantileSketch]:
-    """One sketch per observed value over the first `samples` samples of `data`."""
+    """One sketch per observed value over the first `samples` samples of `data`; `masked`, if
+    given, receives per value the number of masked entries seen (left out of its sketch)."""
     if samples is not None:
         if samples <= 0:
             raise InputError(f"--samples must be positive, got {samples}")
@@ -78,10 +84,14 @@ def calibrate(
 
     def _update(key: str, name: str, t: torch.Tensor) -> None:
         channel = None if key != name else _channel_axis(g, name)
-        if t.is_floating_point() and bool((t == -math.inf).any()):
-            # -inf is how exports mask (scores + finfo.min, or where(mask, -inf, x)): the masked
-            # entries hold no data to calibrate; the rest are sketched
-            t, channel = t[t != -math.inf], None
+        if t.is_floating_point():
+            hidden = t <= MASK_FLOOR
+            if bool(hidden.any()):
+                # masked entries (scores + finfo.min, where(mask, -inf, x)) hold no data to
+                # calibrate; the rest are sketched
+                if masked is not None and key == name:
+                    masked[name] = masked.get(name, 0) + int(hidden.sum())
+                t, channel = t[~hidden], None
         try:  # the sketch rejects NaN/Inf itself (cheaply, before touching its counts)
             sketches[key].update(t, channel_axis=channel)
         except SketchError:

@@ -53,8 +53,8 @@ def read_model(path: str | Path) -> onnx.ModelProto:
     max_opset = onnx.defs.onnx_opset_version()
     if opset < MIN_OPSET or opset > max_opset:
         raise InputError(f"{p}: opset {opset} is outside the supported range {MIN_OPSET}..{max_opset}")
-    try:
-        onnx.checker.check_model(model)
+    try:  # by path: the checker reads the file itself faster than it is handed the parsed model
+        onnx.checker.check_model(str(p))
     except Exception as e:
         detail = " ".join(str(e).split())  # the checker's messages span lines (node name on the 2nd)
         raise InputError(f"{p}: ONNX checker rejected the model: {detail[:300]}") from None
@@ -186,11 +186,11 @@ def import_model(
     g.meta["batch_axes"] = axes
     runners: dict[str, OrtRunner] = {}
 
-    def runner(extra: list[str], what: str) -> OrtRunner:
+    def runner(extra: list[str], what: str, arrays: dict[str, np.ndarray] | None = None) -> OrtRunner:
         """One session for the folding and the batch check: the static values and the outputs."""
         if "r" not in runners:
             outs = [o.name for o in model.graph.output]
-            runners["r"] = OrtRunner(model, list(dict.fromkeys([*extra, *outs])), source, what)
+            runners["r"] = OrtRunner(model, list(dict.fromkeys([*extra, *outs])), source, what, arrays)
         return runners["r"]
 
     consts = _fold_static(model, g, static, runner)
@@ -319,7 +319,7 @@ def _fold_static(
     model: onnx.ModelProto,
     g: Graph,
     static_from_nodes: set[str],
-    runner: Callable[[list[str], str], OrtRunner],
+    runner: Callable[..., OrtRunner],
 ) -> dict[str, np.ndarray]:
     """Every value that does not depend on input data (and that data-dependent nodes read),
     evaluated at batch 1 by onnxruntime, plus the initializers."""
@@ -341,7 +341,7 @@ def _fold_static(
         }
         what = "evaluating the model's shape arithmetic"
         try:
-            consts.update(runner(list(needed), what).run(feeds, what, list(needed)))
+            consts.update(runner(list(needed), what, consts).run(feeds, what, list(needed)))
         except InputError as e:
             taken = ", ".join(f"{k} axis {g.meta['batch_axes'][k]}" for k in g.inputs)
             raise InputError(

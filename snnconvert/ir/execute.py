@@ -24,8 +24,14 @@ Observer = Callable[[str, torch.Tensor], None]
 
 
 def constants(g: Graph, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """The graph's initializers as torch tensors (float64 kept only if the graph asks for it)."""
-    return {k: torch.from_numpy(np.array(v, copy=True)).to(device) for k, v in g.initializers.items()}
+    """The graph's initializers as torch tensors sharing their arrays' memory (no op writes into its
+    inputs; a ViT-Base's weights copied once per executor cost a second at each start)."""
+    return {k: torch.from_numpy(_writable(v)).to(device) for k, v in g.initializers.items()}
+
+
+def _writable(v: np.ndarray) -> np.ndarray:
+    a = np.asarray(v)
+    return a if a.flags.writeable else a.copy()  # torch cannot share a read-only buffer
 
 
 def last_uses(g: Graph) -> dict[str, int]:

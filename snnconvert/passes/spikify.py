@@ -147,6 +147,13 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
     L, p = int(params["levels"]), float(params["percentile"])
     spike: set[str] = set()
     nodes: list[Node] = []
+    masked = [o for o in ctx.calibration.masked if o in g.values]
+    if masked:
+        ctx.notes.append(
+            f"spike_all: {len(masked)} masked tensor(s) (attention scores plus -inf or finfo.min) stay "
+            "analog: a mask holds no data to spike, and the softmax that reads them makes masked "
+            "positions exact zeros"
+        )
     for n in g.nodes:
         nodes.append(n)
         if _keeps_spikes(g, n, lambda v: v in spike):
@@ -156,7 +163,7 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             continue  # moving, converting or selecting analog values: the consumer's neuron quantises them
         for o in n.outputs:
             v = g.values[o]
-            if not v.dtype.startswith("float") or o in g.outputs:
+            if not v.dtype.startswith("float") or o in g.outputs or o in ctx.calibration.masked:
                 continue
             relu = n.op == "Relu"
             src = n.inputs[0] if relu else o

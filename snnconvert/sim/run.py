@@ -116,7 +116,6 @@ def simulate(
     for _start, feeds, labels in data.batches(batch_size, n):
         ann_vals = ex.run(feeds, keep=set(tracked))
         ann_out = ann_vals[ann.outputs[0]]
-        lim_out = lim.run(feeds)[out_name]
 
         def observe(name: str, sig: Sig, ann_vals=ann_vals) -> None:
             if name not in res.layer_fid:
@@ -127,6 +126,7 @@ def simulate(
             res.layer_fid[name].add(dec, ann_vals[name])
 
         outs = sim.run_chunk(feeds, 0, timesteps, state={}, record=res.events, observe=observe)
+        lim_out = lim.run(feeds)[out_name]  # after the SNN's steps, which need only the ANN's values
         dec, _ = sim.decode(outs[out_name], 0, timesteps, None)  # [T, B, *per-sample shape]
         dec = sample_rows(snn, out_name, dec, lead=2)  # [T, B, classes] for a classifier
         ann_out = sample_rows(ann, ann.outputs[0], ann_out)

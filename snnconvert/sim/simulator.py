@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,8 +80,12 @@ class Simulator:
         return {}
 
     # -- one chunk -----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def run_chunk(
+    def run_chunk(self, *args: Any, **kwargs: Any) -> dict[str, Sig]:
+        """`advance` without autograd."""
+        with torch.no_grad():
+            return self.advance(*args, **kwargs)
+
+    def advance(
         self,
         feeds: Mapping[str, np.ndarray | torch.Tensor],
         t0: int | torch.Tensor,
@@ -181,7 +186,9 @@ class Simulator:
         if self.coding == "count":
             # the op's constant term (bias, static addends) belongs to step 1 only
             zargs = [torch.zeros_like(s.data[0]) if i in stream else s.data for i, s in enumerate(ins)]
-            zero_out = self._run(n, zargs)
+            # a non-finite constant term (an additive -inf mask) stays in every step's value: the
+            # running total keeps it, where subtracting it again would make inf - inf = NaN
+            zero_out = [torch.where(torch.isfinite(z), z, 0.0) for z in self._run(n, zargs)]
             outs = [
                 o - z * self._time_shape(steps > 1, o).to(o.dtype)
                 for o, z in zip(outs, zero_out, strict=True)
