@@ -41,6 +41,8 @@ def _stack_axis(one: np.ndarray, two: np.ndarray, both: np.ndarray) -> tuple[boo
     for k in range(one.ndim):
         if both.shape[k] == 2 * one.shape[k] and close(both, np.concatenate([one, two], axis=k)):
             return True, k if one.shape[k] == 1 else None
+    if both.shape == (2, *one.shape) and close(both, np.stack([one, two])):
+        return True, None  # the batch-of-one axis was squeezed away: samples on a new leading axis
     if both.shape == one.shape and close(both, one) and close(both, two):
         return True, None
     return False, None

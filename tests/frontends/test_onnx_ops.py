@@ -607,7 +607,7 @@ def _cases() -> list[Case]:
         Case("Squeeze-input-opset13", [N("Squeeze", ["x", "ax"], ["y"])], x_ones, ["y"], {"ax": ints(1, 3)})
     )
     c.append(
-        Case("Squeeze-all", [N("Squeeze", ["x"], ["y"])], x_ones, [("y", F, ["N", 4])], marks=(SQUEEZE_ALL,))
+        Case("Squeeze-all", [N("Squeeze", ["x"], ["y"])], x_ones, [("y", F, ["N", 4])])
     )
     c.append(
         Case(
@@ -839,12 +839,7 @@ def _cases() -> list[Case]:
     return c
 
 
-# Known gaps of the per-sample core (the fix is in files this test does not own):
-SQUEEZE_ALL = pytest.mark.xfail(
-    reason="Squeeze without axes also drops the batch-of-one axis; batch_check only accepts outputs stacked "
-    "along an existing axis, so it reports mixing samples",
-    strict=False,
-)
+# A known gap of the per-sample core:
 MERGED_OUTPUT = pytest.mark.xfail(
     reason="an output whose per-sample axis 0 has several rows gets batch axis None (batch_check) and comes "
     "back from run_graph as [N, rows, ...] instead of onnxruntime's [N * rows, ...]",
