@@ -125,8 +125,7 @@ def run_conversion(
         g = run_pass(name, g, params, ctx)
     assign_domains(g, r.coding)
     ctx.notes.extend(coverage_notes(ann, g, r))
-    g.meta.update(
-        coding=r.coding,
+    g.meta.update(  # the coding was set by assign_domains, which checked every neuron against it
         recipe=r.name,
         timesteps=r.timesteps,
         analog_mode=r.simulate.get("analog", "mean"),

@@ -56,6 +56,7 @@ def validate(g: Graph, source: str = "graph", check_shapes: bool = True) -> None
             raise GraphError(f"{source}: graph output '{o}' is never produced")
     if not g.outputs:
         raise GraphError(f"{source}: the graph has no outputs")
+    check_coding(g, source)
     for name, axis in g.meta.get("batch_axes", {}).items():
         v = g.values.get(name)
         if v is None or name not in g.inputs and name not in g.outputs:
@@ -81,3 +82,27 @@ def _check_node_shapes(g: Graph, n, where: str) -> None:
             raise GraphError(
                 f"{where}: output '{o}' declared {list(g.values[o].shape)} but computes {list(shp)}"
             )
+
+
+def check_coding(g: Graph, source: str = "graph") -> None:
+    """A converted graph has one coding (meta.coding, from its recipe): every neuron is made for it
+    and every spike value is labelled with it, or the first that is not is named."""
+    coding = g.meta.get("coding")
+    if coding is None:
+        return  # an ANN
+    if coding not in CODINGS:
+        raise GraphError(f"{source}: meta.coding is '{coding}', not one of {', '.join(CODINGS)}")
+    for n in g.nodes:
+        op = OPS[n.op]
+        if "coding" in op.attrs:
+            own = op.with_defaults(n.attrs)["coding"]
+            if own != coding:
+                raise GraphError(
+                    f"{source}: node '{n.name}' ({n.op}) is {own}-coded in a {coding}-coded graph"
+                )
+        for o in n.outputs:
+            c = g.values[o].coding
+            if c is not None and c != coding:
+                raise GraphError(
+                    f"{source}: value '{o}' of node '{n.name}' is labelled {c}-coded in a {coding}-coded graph"
+                )

@@ -132,6 +132,11 @@ def parse_recipe(data: Any, source: str) -> Recipe:
                     f"{where}.{pname}.{k}: unknown parameter (known: {', '.join(sorted(schema)) or 'none'})"
                 )
             _check_param(schema[k], v, f"{where}.{pname}.{k}")
+        if coding not in PASSES[pname].codings:
+            raise InputError(
+                f"{where}.{pname}: makes {' or '.join(PASSES[pname].codings)}-coded neurons, but the recipe's "
+                f"coding is '{coding}' (set field 'coding' to {PASSES[pname].codings[0]})"
+            )
         passes.append((pname, dict(params)))
     sim = data.get("simulate", {})
     for k, v in sim.items():

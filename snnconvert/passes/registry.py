@@ -36,14 +36,20 @@ class PassDef:
     fn: Callable[[Graph, dict[str, Any], PassContext], Graph]
     params: dict[str, Param]
     spikes: tuple[str, ...] = ()  # op types this pass turns into spiking nodes (for `inspect`)
+    codings: tuple[str, ...] = ("rate", "count")  # the recipe codings its neurons are made for
 
 
 PASSES: dict[str, PassDef] = {}
 
 
-def register_pass(name: str, params: dict[str, Param] | None = None, spikes: tuple[str, ...] = ()):
+def register_pass(
+    name: str,
+    params: dict[str, Param] | None = None,
+    spikes: tuple[str, ...] = (),
+    codings: tuple[str, ...] = ("rate", "count"),
+):
     def deco(fn):
-        PASSES[name] = PassDef(name, fn, params or {}, spikes)
+        PASSES[name] = PassDef(name, fn, params or {}, spikes, codings)
         return fn
 
     return deco

@@ -9,6 +9,7 @@ import numpy as np
 from snnconvert.errors import GraphError
 from snnconvert.ir.graph import Graph, Node, Value
 from snnconvert.ir.registry import get, has_flag
+from snnconvert.ir.validate import check_coding
 from snnconvert.passes.registry import Param, PassContext, register_pass
 
 
@@ -84,8 +85,10 @@ def _keeps_spikes(g: Graph, n: Node, is_spike) -> bool:
 
 
 def assign_domains(g: Graph, coding: str) -> None:
-    """Label every value: 'spike' if it is a neuron's output or a spike-preserving function of
-    spikes (data moves, sums, constant scaling), else 'analog'."""
+    """The final pass: label every value 'spike' (a neuron's output or a spike-preserving function
+    of spikes: data moves, sums, constant scaling) with the graph's coding, or 'analog'; a neuron
+    made for another coding is refused, naming it."""
+    g.meta["coding"] = coding
     for name in g.inputs:
         g.values[name].domain = "analog"
         g.values[name].coding = None
@@ -94,6 +97,7 @@ def assign_domains(g: Graph, coding: str) -> None:
         for o in n.outputs:
             g.values[o].domain = "spike" if spike else "analog"
             g.values[o].coding = coding if spike else None
+    check_coding(g)
 
 
 def quantisation_error(values, counts, theta, lo: float, hi: float) -> np.ndarray:
@@ -135,6 +139,7 @@ def mse_threshold(sk, lo: float, hi: float, fallback: float, candidates: int = 2
         ),
     },
     spikes=("*",),
+    codings=("count",),
 )
 def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
     """Fully spiking (count coding): a signed IF neuron after every op whose output would be analog,
@@ -176,7 +181,7 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             tname = g.unique_name(f"{n.name}_theta")
             g.initializers[tname] = np.asarray(theta, dtype=np.float32)
             attrs = {
-                "coding": "count",
+                "coding": ctx.coding,
                 "lo": lo,
                 "hi": float(L),
                 "v0": float(params["v0"]),
