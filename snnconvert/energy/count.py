@@ -139,12 +139,8 @@ def count_nodes(
             shapes = node_shapes(g, n)
             row.snn_acs, row.other = op.snn_cost(op.with_defaults(n.attrs), *shapes, inside, execs)
             row.internal = True
-        elif op.spiking:
-            # a neuron integrates its input current and compares every step
-            row.other = {
-                "cmp": float(cost.get("cmp", 0)) * timesteps,
-                "add": float(cost.get("cmp", 0)) * timesteps,
-            }
+        elif op.neuron is not None:  # every neuron updates every step (its kind says with what)
+            row.other = {k: v * g.values[out].numel * timesteps for k, v in op.neuron.update_ops.items()}
         elif spike_in and all(i in ev for i in spike_in):
             idx = [n.inputs.index(i) for i in spike_in]
             stream = frozenset(n.inputs.index(i) for i in dyn if not static.get(i, False))

@@ -319,35 +319,3 @@ register(
         **_SUM,
     )
 )
-
-
-# -- neurons -----------------------------------------------------------------------------------------
-def _if_reference(a, x, theta):
-    """What an IF neuron converges to. Rate coding: the input clipped to [lo, hi]*theta (at most
-    one spike per step). Count coding: theta times the input's count of thresholds, rounded and
-    clipped to [lo, hi] events."""
-    if a["coding"] == "count":
-        return theta * torch.clamp(torch.round(x / theta), a["lo"], a["hi"])
-    return torch.minimum(torch.maximum(x, a["lo"] * theta), a["hi"] * theta)
-
-
-register(
-    OpDef(
-        "IF",
-        _if_reference,
-        attrs={
-            "lo": Attr((int, float), 0.0),
-            "hi": Attr((int, float), 1.0),
-            "v0": Attr((int, float), 0.5),
-            "max_spikes_per_step": Attr(int, 1),
-            "coding": Attr(str, "rate"),
-        },
-        cost=_elementwise("cmp"),
-        spiking=True,
-        doc=(
-            "integrate-and-fire neuron, reset by subtraction; inputs [x, theta]. Output events carry "
-            "amplitude theta; lo < 0 makes it signed. v0 is the initial membrane as a fraction of "
-            "theta; max_spikes_per_step > 1 makes it multi-threshold."
-        ),
-    )
-)

@@ -1,7 +1,8 @@
-"""Ops that replace an analog function by a small network of neurons that settles within one
-application: SpikingSoftmax (SIT 2024's SI-exp + SI-norm). The simulator applies them like any other
-non-affine op (to the decoded running input) and records the spikes inside, which the energy report
-turns into accumulates."""
+"""Spiking ops. The neurons: one op per registered neuron kind (snnconvert.neurons), stateful in
+the simulator. And ops that replace an analog function by a small network of neurons that settles
+within one application: SpikingSoftmax (SIT 2024's SI-exp + SI-norm). The simulator applies those
+like any other non-affine op (to the decoded running input) and records the spikes inside, which
+the energy report turns into accumulates."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import torch
 
 from snnconvert.ir.registry import EVALUATIONS, Attr, OpDef, numel, register
+from snnconvert.neurons import NEURONS, NeuronKind
 from snnconvert.neurons.fewspike import softmax_by_spikes
 
 FLOATS = (list, tuple)
@@ -84,3 +86,30 @@ register(
         ),
     )
 )
+
+
+# -- neurons: one op per registered neuron kind ------------------------------------------------------------
+def _attr(default: Any) -> Attr:
+    kind = (int, float) if isinstance(default, float) else type(default)
+    return Attr(kind, default)
+
+
+def register_neuron_op(kind: NeuronKind) -> OpDef:
+    """The IR op of a neuron kind (done here for every kind snnconvert.neurons registers)."""
+    return register(_neuron_op(kind))
+
+
+def _neuron_op(kind: NeuronKind) -> OpDef:
+    return OpDef(
+        kind.name,
+        kind.converges_to,
+        attrs={k: _attr(v) for k, v in kind.defaults.items()},
+        cost=lambda a, ins, outs: {"cmp": numel(outs[0])},  # the ANN's equivalent: a clip or a round
+        spiking=True,
+        neuron=kind,
+        doc=kind.doc,
+    )
+
+
+for _kind in NEURONS.values():
+    register_neuron_op(_kind)

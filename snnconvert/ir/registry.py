@@ -50,6 +50,7 @@ class OpDef:
     doc: str = ""
     n_outputs: int = 1  # -1: given by the node (Split)
     spiking: bool = False  # a neuron: stateful in the simulator
+    neuron: Any = None  # its snnconvert.neurons.NeuronKind (state, step, update cost)
     # An op with neurons inside that settle within one application (SpikingSoftmax): returns
     # (outputs, {kind: per-element event counts, output-shaped}); the simulator records them.
     events: Callable[..., tuple[Any, dict[str, Any]]] | None = None

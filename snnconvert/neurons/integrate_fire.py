@@ -1,4 +1,6 @@
-"""Integrate-and-fire dynamics with reset by subtraction, stepped over time on elementwise tensors.
+"""Integrate-and-fire dynamics with reset by subtraction, stepped over time on elementwise tensors:
+rate coding (one or a few events per step, signed when lo < 0) and count coding (ST-BIF: the
+running count held within [lo, hi]).
 
 The membrane is stored as an offset from its start value v0*theta, so every state tensor starts at
 zero (the portable artefact's state needs no initial values beyond zeros).
@@ -6,7 +8,11 @@ zero (the portable artefact's state needs no initial values beyond zeros).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
+from snnconvert.neurons.kinds import NeuronKind, State, register_neuron
 
 
 def if_steps(
@@ -49,3 +55,46 @@ def if_steps(
         u = v - theta * s - base
         spikes[t] = s
     return spikes, u, count
+
+
+def _step(
+    current: torch.Tensor, theta: torch.Tensor, state: State, a: dict[str, Any]
+) -> tuple[torch.Tensor, State]:
+    zero = torch.zeros_like(current[0])
+    s, u, count = if_steps(
+        current,
+        theta,
+        state.get("u", zero),
+        state.get("count", zero),
+        v0=float(a["v0"]),
+        lo=float(a["lo"]),
+        hi=float(a["hi"]),
+        max_spikes=int(a["max_spikes_per_step"]),
+        coding=a["coding"],
+    )
+    return s, ({"u": u, "count": count} if a["coding"] == "count" else {"u": u})
+
+
+def _converges_to(a: dict[str, Any], x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Rate coding: the input clipped to [lo, hi]*theta (at most one spike per step). Count coding:
+    theta times the input's count of thresholds, rounded and clipped to [lo, hi] events."""
+    if a["coding"] == "count":
+        return theta * torch.clamp(torch.round(x / theta), a["lo"], a["hi"])
+    return torch.minimum(torch.maximum(x, a["lo"] * theta), a["hi"] * theta)
+
+
+IF = register_neuron(
+    NeuronKind(
+        "IF",
+        defaults={"lo": 0.0, "hi": 1.0, "v0": 0.5, "max_spikes_per_step": 1, "coding": "rate"},
+        state=("u", "count"),
+        step=_step,
+        converges_to=_converges_to,
+        update_ops={"add": 1.0, "cmp": 1.0},  # integrate the current, compare with theta
+        doc=(
+            "integrate-and-fire neuron, reset by subtraction; inputs [x, theta]. Output events carry "
+            "amplitude theta; lo < 0 makes it signed. v0 is the initial membrane as a fraction of "
+            "theta; max_spikes_per_step > 1 makes it multi-threshold."
+        ),
+    )
+)

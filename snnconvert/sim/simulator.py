@@ -36,7 +36,6 @@ from snnconvert.ir.registry import (  # noqa: F401  (the record keys are the reg
     run_batched,
     run_batched_events,
 )
-from snnconvert.neurons.integrate_fire import if_steps
 
 ANALOG_MODES = ("mean", "step")
 
@@ -262,29 +261,14 @@ class Simulator:
         return outs
 
     def _neuron(self, n: Node, a: dict, ins: list[Sig], tc, steps, state, record) -> Sig:
+        """Any neuron kind: its state lives in `state` under NODE/NAME, its step runs the chunk."""
+        kind = get(n.op).neuron
         x, theta = ins[0], ins[1].data
         cur = self._expand_static(x.data, tc, steps) if x.static else x.data
-        ku, kc = f"{n.name}/u", f"{n.name}/count"
-        u = state.get(ku)
-        if u is None:
-            u = torch.zeros_like(cur[0])
-        count = state.get(kc)
-        if count is None:
-            count = torch.zeros_like(cur[0])
-        s, u, count = if_steps(
-            cur,
-            theta,
-            u,
-            count,
-            v0=float(a["v0"]),
-            lo=float(a["lo"]),
-            hi=float(a["hi"]),
-            max_spikes=int(a["max_spikes_per_step"]),
-            coding=a["coding"],
-        )
-        state[ku] = u
-        if a["coding"] == "count":
-            state[kc] = count
+        own = {k: state[f"{n.name}/{k}"] for k in kind.state if f"{n.name}/{k}" in state}
+        s, new = kind.step(cur, theta, own, a)
+        for k, v in new.items():
+            state[f"{n.name}/{k}"] = v
         if record is not None:
             ev = s.abs().sum(dim=(0, 1))
             name = n.outputs[0]
