@@ -37,21 +37,27 @@ def relu_to_if(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
         if out not in scales:
             raise GraphError(f"relu_to_if: node '{r.name}' has no scale; run the normalize pass first")
         lam = float(scales[out]) / (params["levels"] if ctx.coding == "count" and params["levels"] else 1)
-        tname = g.unique_name(f"{r.name}_theta")
-        g.initializers[tname] = np.asarray(lam, dtype=np.float32)
-        attrs = {
-            "v0": float(params["v0"]),
-            "max_spikes_per_step": int(params["max_spikes_per_step"]),
-            "lo": 0.0,
-        }
-        if ctx.coding == "count":
-            attrs.update(coding="count", hi=float(params["levels"] or 1))
-        else:
-            attrs.update(coding="rate", hi=1.0)
-        r.op = "IF"
-        r.inputs = [r.inputs[0], tname]
-        r.attrs = attrs
+        hi = float(params["levels"] or 1) if ctx.coding == "count" else 1.0
+        r.op, r.inputs, r.attrs = "IF", [r.inputs[0], _theta(g, r.name, lam)], if_attrs(ctx, params, 0.0, hi)
     return g
+
+
+def if_attrs(ctx: PassContext, params: dict[str, Any], lo: float, hi: float) -> dict[str, Any]:
+    """An IF neuron's attributes: the recipe's coding, the pass's v0 and events per step."""
+    return {
+        "coding": ctx.coding,
+        "lo": float(lo),
+        "hi": float(hi),
+        "v0": float(params["v0"]),
+        "max_spikes_per_step": int(params["max_spikes_per_step"]),
+    }
+
+
+def _theta(g: Graph, node: str, theta: float) -> str:
+    """A neuron's threshold as a new scalar initializer."""
+    name = g.unique_name(f"{node}_theta")
+    g.initializers[name] = np.asarray(theta, dtype=np.float32)
+    return name
 
 
 @register_pass("maxpool_to_avgpool")
@@ -178,15 +184,8 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             lo = 0.0 if relu else -float(L)
             if params["threshold"] == "mse":
                 theta = mse_threshold(sk, lo, float(L), fallback=theta)
-            tname = g.unique_name(f"{n.name}_theta")
-            g.initializers[tname] = np.asarray(theta, dtype=np.float32)
-            attrs = {
-                "coding": ctx.coding,
-                "lo": lo,
-                "hi": float(L),
-                "v0": float(params["v0"]),
-                "max_spikes_per_step": int(params["max_spikes_per_step"]),
-            }
+            tname = _theta(g, n.name, theta)
+            attrs = if_attrs(ctx, params, lo, L)
             if relu:  # the ReLU itself becomes the neuron
                 n.op, n.inputs, n.attrs = "IF", [src, tname], attrs
             else:
