@@ -11,7 +11,7 @@ from snnconvert.calibrate.sketch import QuantileSketch, SketchError
 from snnconvert.data.files import Dataset
 from snnconvert.errors import InputError
 from snnconvert.ir.execute import Executor
-from snnconvert.ir.graph import Graph
+from snnconvert.ir.graph import MASK_FLOOR, Graph
 from snnconvert.ir.registry import has_flag
 
 
@@ -35,11 +35,6 @@ SHIFTED = "#input_minus_row_max"
 def shifted_key(softmax_output: str) -> str:
     """Calibration key of a softmax's input minus its row maximum (what SI-exp will see)."""
     return softmax_output + SHIFTED
-
-
-# Exports mask attention by adding -inf or the dtype's lowest number (HF: finfo.min) to the
-# scores; an entry at or below this is a masked position, not an activation.
-MASK_FLOOR = -1e30
 
 
 def calibrate(

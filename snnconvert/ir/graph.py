@@ -17,6 +17,9 @@ import numpy as np
 
 DOMAINS = ("analog", "spike")
 CODINGS = ("rate", "count")
+# Exports mask attention by adding -inf or the dtype's lowest number (HF: finfo.min) to the
+# scores; an entry at or below this is a masked position, not an activation.
+MASK_FLOOR = -1e30
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch
 from snnconvert.data.files import Dataset
 from snnconvert.errors import InputError, UnsupportedModelError
 from snnconvert.ir.execute import Executor, sample_rows
-from snnconvert.ir.graph import Graph
+from snnconvert.ir.graph import MASK_FLOOR, Graph
 from snnconvert.ir.registry import EVALUATIONS, get
 from snnconvert.sim.simulator import Sig, Simulator, internal_records, is_spike_record
 
@@ -34,6 +34,9 @@ class _Fid:
         # sums accumulated in float64 without float64 copies of whole activations (ViT-Base's
         # attention maps made the copies cost more than the layers)
         s, a = s.float(), a.float()
+        if a.is_floating_point() and bool((a <= MASK_FLOOR).any()):  # masked entries hold no data
+            keep = a > MASK_FLOOR
+            s, a = s[keep], a[keep]
         self.dot += float(torch.sum(s * a, dtype=torch.float64))
         self.ss += float(torch.sum(s * s, dtype=torch.float64))
         self.aa += float(torch.sum(a * a, dtype=torch.float64))

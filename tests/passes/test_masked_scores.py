@@ -100,3 +100,22 @@ def test_fully_spiking_keeps_masked_scores_analog_and_masked_keys_exactly_zero(f
     # and near the float64 masked softmax (q, k and the scores quantised to 16 levels)
     err = np.abs(dec[-1].numpy() - numpy_probs(g, d))
     assert err.mean() < 0.04 and err.max() < 0.3, (err.mean(), err.max())  # measured 0.022, 0.23
+
+
+@pytest.mark.parametrize("fill", [-np.inf, np.finfo(np.float32).min])
+def test_layer_fidelity_is_measured_over_the_unmasked_entries(fill):
+    """A masked tensor's fidelity: float32 products of finfo.min overflow (and -inf * -inf is inf),
+    which made its cosine NaN or 0; masked entries hold no data and are left out."""
+    from snnconvert.sim.run import _Fid
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4, 5, 5)).astype(np.float32)
+    s = a + 0.1 * rng.normal(size=a.shape).astype(np.float32)
+    hole = rng.random(a.shape) < 0.3
+    a[hole] = s[hole] = fill
+    f = _Fid()
+    f.add(torch.from_numpy(s), torch.from_numpy(a))
+    sv, av = s[~hole].astype(np.float64), a[~hole].astype(np.float64)
+    ref = float(sv @ av / np.sqrt((sv @ sv) * (av @ av)))  # numpy over the data entries only
+    assert abs(f.cosine() - ref) < 1e-6, (f.cosine(), ref)
+    assert abs(f.rel_error() - np.linalg.norm(sv - av) / np.linalg.norm(av)) < 1e-6
