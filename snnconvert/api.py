@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from snnconvert.atomic import atomic_dir, write_json
+from snnconvert.atomic import atomic_dir, atomic_path, write_json
 from snnconvert.errors import InputError
 from snnconvert.ir.graph import Graph
 from snnconvert.ir.serialize import content_hash, load_graph, save_graph
@@ -48,14 +47,15 @@ def load_model(
 # -- example ---------------------------------------------------------------------------------------
 def write_example(out_dir: str | Path) -> list[str]:
     """The built-in digits ViT and its calibration/test splits (shipped: no training, no download)."""
-    with atomic_dir(out_dir) as tmp:
-        if Path(out_dir).is_dir():  # keep what the user already had there
-            for f in Path(out_dir).iterdir():
-                if f.name not in EXAMPLE_FILES:
-                    (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
+    d = Path(out_dir)
+    if d.is_dir():  # the user's directory ('.' perhaps): each file written whole, nothing else touched
         for name, (pkg, res) in EXAMPLE_FILES.items():
-            src = resources.files("snnconvert") / pkg / res
-            (tmp / name).write_bytes(src.read_bytes())
+            with atomic_path(d / name) as tmp:
+                tmp.write_bytes((resources.files("snnconvert") / pkg / res).read_bytes())
+        return list(EXAMPLE_FILES)
+    with atomic_dir(d) as tmp:
+        for name, (pkg, res) in EXAMPLE_FILES.items():
+            (tmp / name).write_bytes((resources.files("snnconvert") / pkg / res).read_bytes())
     return list(EXAMPLE_FILES)
 
 

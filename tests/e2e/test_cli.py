@@ -233,3 +233,21 @@ def test_cli_process_prints_no_traceback(tmp_path):
     )
     assert r.returncode != 0 and "Traceback" not in r.stderr and "x.onnx" in r.stderr
     assert Path(bad).exists()
+
+
+def test_example_into_the_current_directory_keeps_what_is_there(tmp_path, monkeypatch):
+    """`snnconvert example .` once failed ('cannot write (Device or resource busy)'): the directory
+    was replaced whole, which the working directory cannot be. An existing directory now gets each
+    file written whole and nothing else touched."""
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "model.onnx").write_bytes(b"old")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("example", ".")
+    assert code == 0, err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    from importlib import resources
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.npz", "model.onnx", "notes.txt", "test.npz"]
+    shipped = (resources.files("snnconvert") / "zoo" / "digits_vit.onnx").read_bytes()
+    assert (tmp_path / "model.onnx").read_bytes() == shipped
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
