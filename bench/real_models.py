@@ -857,9 +857,9 @@ def run_case(runner: Runner, d: Path, timesteps: list[int], recipes: list[str], 
                     missing.append(f"--batch-axis {i['name']}={i['batch_axis']}")
     if missing:
         row["cli_lacks"] = missing
-    # real size: 8 samples, one at a time (T = 32 steps of a ViT-Base folded with a batch of 8 would
+    # real size: 4 samples, one at a time (T = 32 steps of a ViT-Base folded with a batch of 4 would
     # hold GBs per activation)
-    sim_samples = ["--samples", "8", "--batch-size", "1"] if info.get("big") else []
+    sim_samples = ["--samples", "4", "--batch-size", "1"] if info.get("big") else []
 
     def stage(key: str, *args: str) -> Stage:
         s = runner.cli(*args, timeout=timeout)
@@ -1162,7 +1162,7 @@ def markdown(result: dict) -> str:
             else ""
         )
         + f"- run: {meta['date']}, {meta.get('run_seconds')} s; stage timeout {meta['stage_timeout_s']:g} s "
-        "(x4 for the big case, which simulates 8 samples one at a time)",
+        "(x4 for the big case, which simulates 4 samples one at a time)",
         f"- code: commit {code.get('commit', '?')[:10]}"
         + (" (a snapshot of it, `--code`)" if code.get("snapshot") or "snapshot_of" in code else "")
         + (f" ({code['working_tree']})" if "working_tree" in code else ""),

@@ -18,7 +18,7 @@ import torch
 
 from snnconvert.ir.cost import node_cost, node_shapes
 from snnconvert.ir.graph import Graph, Node
-from snnconvert.ir.registry import get, has_flag, internal_records, numel, run_op
+from snnconvert.ir.registry import get, has_flag, internal_records, numel, run_op, torch_dtype
 
 
 @dataclass
@@ -86,9 +86,10 @@ def _unit_response(g: Graph, n: Node, spike_idx: int, ev: np.ndarray) -> torch.T
                 args.append(torch.zeros(w.shape, dtype=torch.float64))
             else:
                 args.append(torch.from_numpy(np.array(w)))
-        else:
+        else:  # a run-time operand without events: zero data, or a mask / index of its own dtype
             v = g.values[name]
-            args.append(torch.zeros(v.shape, dtype=torch.float64))
+            dt = torch.float64 if v.dtype.startswith("float") else torch_dtype(v.dtype)
+            args.append(torch.zeros(v.shape, dtype=dt))
     return run_op(n.op, n.attrs, args)[0].abs()
 
 

@@ -9,6 +9,7 @@ calibrated scores; what falls below underflows to 0 (and is reported).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,14 @@ def _calibrated_range(g: Graph, n, ctx: PassContext, coverage: float) -> tuple[f
     {
         "K": Param(int, 12, "SI-exp steps (a fitted table must exist)", choices=(8, 12, 16)),
         "n_spike": Param(int, 64, "SI-norm input spikes: softmax is quantised to 1/n_spike", lo=1, hi=4096),
+        "min_spikes_per_key": Param(
+            (int, float),
+            0,
+            "at least this many SI-norm spikes per key of a row (n_spike raised for long rows: 64 spikes "
+            "cannot hold a near-uniform softmax over ViT-Base's 197 keys)",
+            lo=0,
+            hi=64,
+        ),
         "v0": Param(
             (int, float),
             0.5,
@@ -99,10 +108,18 @@ def softmax_to_spiking(g: Graph, params: dict[str, Any], ctx: PassContext) -> Gr
                 f"{float(entry['rmse']):.4f}) for scores down to -{R:.3g} below the row max"
                 + (f", {100 * under:.3g}% underflow" if under is not None else "")
             )
+        axis = int(n.attrs.get("axis", -1))
+        keys = int(g.values[n.inputs[0]].shape[axis])
+        n_spike = max(int(params["n_spike"]), math.ceil(float(params["min_spikes_per_key"]) * keys))
+        if n_spike > int(params["n_spike"]):
+            ctx.notes.append(
+                f"softmax_to_spiking: '{n.name}': rows of {keys} keys: SI-norm gets {n_spike} input spikes "
+                f"(min_spikes_per_key {params['min_spikes_per_key']:g}), not n_spike = {params['n_spike']}"
+            )
         n.op = "SpikingSoftmax"
         n.attrs = {
-            "axis": int(n.attrs.get("axis", -1)),
-            "n_spike": int(params["n_spike"]),
+            "axis": axis,
+            "n_spike": n_spike,
             "v0": float(params["v0"]),
             "lo": lo,
             "T": [float(v) for v in entry["T"]],
@@ -116,7 +133,7 @@ def softmax_to_spiking(g: Graph, params: dict[str, Any], ctx: PassContext) -> Gr
             "table_range": [lo, 0.0],
             "exp_rmse": float(entry["rmse"]),
             "underflow_fraction": under,
-            "n_spike": int(params["n_spike"]),
+            "n_spike": n_spike,
             "v0": float(params["v0"]),
         }
     return g

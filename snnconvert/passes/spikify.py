@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from snnconvert.errors import GraphError
 from snnconvert.ir.graph import Graph, Node, Value
-from snnconvert.ir.registry import get, has_flag
+from snnconvert.ir.registry import get, has_flag, run_op, torch_dtype
 from snnconvert.ir.validate import check_coding
 from snnconvert.passes.registry import Param, PassContext, register_pass
 
@@ -165,6 +166,7 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             "analog: a mask holds no data to spike, and the softmax that reads them makes masked "
             "positions exact zeros"
         )
+    fragile = {o for n in g.nodes for o in n.outputs if _breaks_at_zero(g, o)}
     for n in g.nodes:
         nodes.append(n)
         if _keeps_spikes(g, n, lambda v: v in spike):
@@ -174,14 +176,21 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             continue  # moving, converting or selecting analog values: the consumer's neuron quantises them
         for o in n.outputs:
             v = g.values[o]
-            if not v.dtype.startswith("float") or o in g.outputs or o in ctx.calibration.masked:
+            if (
+                not v.dtype.startswith("float")
+                or o in g.outputs
+                or o in ctx.calibration.masked
+                or o in fragile
+            ):
                 continue
             relu = n.op == "Relu"
             src = n.inputs[0] if relu else o
             sk = ctx.calibration.sketch(o)
             lam = float(sk.percentile(p)) if relu else float(sk.percentile_abs(p))
             theta = (lam if lam > 0 else max(abs(sk.max), abs(sk.min), 1e-6)) / L
-            lo = 0.0 if relu else -float(L)
+            # unsigned where calibration never saw a negative value (ReLU, softmax, x^2, a variance):
+            # a signed neuron's transient negative counts would reach e.g. a square root below zero
+            lo = 0.0 if relu or sk.min >= 0 else -float(L)
             if params["threshold"] == "mse":
                 theta = mse_threshold(sk, lo, float(L), fallback=theta)
             tname = _theta(g, n.name, theta)
@@ -196,3 +205,38 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             spike.add(o)
     g.nodes = nodes
     return g
+
+
+def _breaks_at_zero(g: Graph, value: str) -> bool:
+    """Does an op reading `value` (through data moves) give inf/NaN when it is zero, as a divisor, a
+    reciprocal or a log does? A neuron's running count is zero until it first fires, so such a value
+    stays analog (RMSNorm's sqrt before the division); its consumer's neuron quantises instead."""
+    todo, seen = [value], set()
+    while todo:
+        v = todo.pop()
+        for c in g.consumers(v):
+            if c.name in seen:
+                continue
+            seen.add(c.name)
+            if has_flag(c.op, "moves_data", c.attrs):
+                todo.extend(c.outputs)
+                continue
+            args = []
+            for i in c.inputs:
+                val = g.values.get(i)
+                if i in g.initializers:
+                    args.append(torch.as_tensor(np.asarray(g.initializers[i])))
+                elif val is None:
+                    break
+                elif i == v:
+                    args.append(torch.zeros(val.shape, dtype=torch_dtype(val.dtype)))
+                else:
+                    args.append(torch.ones(val.shape, dtype=torch_dtype(val.dtype)))
+            else:
+                try:
+                    outs = run_op(c.op, c.attrs, args)
+                except Exception:  # an operand this probe cannot stand in for: assume it is fine
+                    continue
+                if any(o.is_floating_point() and not bool(torch.isfinite(o).all()) for o in outs):
+                    return True
+    return False
