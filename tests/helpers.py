@@ -64,3 +64,36 @@ np.save({str(tmp_path / "y.npy")!r}, (total / {T}).numpy())
     dec, _ = sim.decode(sim.run_chunk({snn.inputs[0]: x}, 0, T, {})[snn.outputs[0]], 0, T, None)
     dec = sample_rows(snn, snn.outputs[0], dec, lead=2)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), dec[-1].numpy(), atol=1e-4, rtol=1e-4)
+
+
+def calibration_of(g, feeds: dict[str, np.ndarray], batch_size: int = 64):
+    """The Calibration `snnconvert calibrate` would write for `g` on `feeds` (model layout), masked
+    entries counted."""
+    from snnconvert.calibrate.file import Calibration
+    from snnconvert.calibrate.observe import calibrate
+    from snnconvert.data.files import Dataset
+
+    masked: dict[str, int] = {}
+    sk = calibrate(g, Dataset(feeds, None, "mem"), batch_size=batch_size, masked=masked)
+    return Calibration("h", sk, masked=masked)
+
+
+def random_calibration(g, n: int = 256, seed: int = 0, batch_size: int = 64):
+    """(calibration, x): n standard-normal samples of g's one input 'x', on its batch axis."""
+    shape, a = list(g.values["x"].shape), g.batch_axis("x")
+    shape = [n, *shape] if a is None else [*shape[:a], n, *shape[a + 1 :]]
+    x = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+    return calibration_of(g, {"x": x}, batch_size), x
+
+
+def converted(g, cal, passes: list[tuple[str, dict]], coding: str):
+    """(graph, notes): `passes` run in order as a recipe would run them, then the final pass that
+    labels domains and checks the coding."""
+    from snnconvert.passes import PassContext, run_pass
+    from snnconvert.passes.spikify import assign_domains
+
+    ctx = PassContext(calibration=cal, coding=coding)
+    for name, params in passes:
+        g = run_pass(name, g, params, ctx)
+    assign_domains(g, coding)
+    return g, ctx.notes

@@ -17,6 +17,9 @@ from snnconvert.api import load_model, load_snn, run_calibration, run_conversion
 from snnconvert.ir.execute import Executor
 from snnconvert.ir.registry import run_op
 
+# the built-in ViT converted and simulated end to end: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 DATA = resources.files("snnconvert") / "data"
 VIT = resources.files("snnconvert") / "zoo" / "digits_vit.onnx"
 ONE_SAMPLE = 1 / 540

@@ -14,6 +14,9 @@ import yaml
 from snnconvert.api import run_calibration, run_conversion, run_simulation
 from snnconvert.report.simulation import limit_notes
 
+# zoo models converted and simulated at T = 50: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 DATA = resources.files("snnconvert") / "data"
 ZOO = resources.files("snnconvert") / "zoo"
 ONE_SAMPLE = 1 / 540

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import mlp_graph
-from test_spike_all import calibrated
+from helpers import converted, random_calibration
 
 from snnconvert.errors import GraphError, InputError
 from snnconvert.ir.graph import Node
@@ -27,11 +27,8 @@ def test_a_rate_recipe_with_the_count_only_pass_is_refused_naming_the_pass():
 @pytest.mark.parametrize("coding", ["rate", "count"])
 def test_final_pass_labels_every_spike_value_with_the_graph_coding(coding):
     g = mlp_graph((6, 16, 4))
-    cal, _ = calibrated(g)
-    ctx = PassContext(calibration=cal, coding=coding)
-    s = run_pass("normalize", g, {}, ctx)
-    s = run_pass("relu_to_if", s, {}, ctx)
-    assign_domains(s, coding)
+    cal, _ = random_calibration(g)
+    s, _ = converted(g, cal, [("normalize", {}), ("relu_to_if", {})], coding)
     assert s.meta["coding"] == coding
     ifs = [n for n in s.nodes if n.op == "IF"]
     assert ifs and all(n.attrs.get("coding", "rate") == coding for n in ifs)
@@ -42,7 +39,7 @@ def test_final_pass_labels_every_spike_value_with_the_graph_coding(coding):
 
 def test_a_neuron_of_another_coding_is_named():
     g = mlp_graph((6, 16, 4))
-    cal, _ = calibrated(g)
+    cal, _ = random_calibration(g)
     s = run_pass("spike_all", g, {"levels": 8}, PassContext(calibration=cal, coding="count"))
     neuron = next(n for n in s.nodes if n.op == "IF")
     with pytest.raises(
@@ -53,9 +50,8 @@ def test_a_neuron_of_another_coding_is_named():
 
 def test_loading_checks_the_coding_of_neurons_and_values():
     g = mlp_graph((6, 16, 4))
-    cal, _ = calibrated(g)
-    s = run_pass("spike_all", g, {"levels": 8}, PassContext(calibration=cal, coding="count"))
-    assign_domains(s, "count")
+    cal, _ = random_calibration(g)
+    s, _ = converted(g, cal, [("spike_all", {"levels": 8})], "count")
     validate(s)
     bad = s.copy()
     n = next(n for n in bad.nodes if n.op == "IF")

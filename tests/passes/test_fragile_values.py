@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from helpers import calibration_of, converted
 
-from snnconvert.calibrate.file import Calibration
-from snnconvert.calibrate.observe import calibrate
-from snnconvert.data.files import Dataset
 from snnconvert.energy.count import count_nodes
 from snnconvert.ir.build import GraphBuilder
 from snnconvert.ir.execute import run_graph
 from snnconvert.passes import PassContext, run_pass
-from snnconvert.passes.spikify import assign_domains
 from snnconvert.sim.simulator import Simulator
 
 D = 16
@@ -43,9 +40,7 @@ def rmsnorm_graph():
 def test_rmsnorm_fully_spiking_stays_finite_and_near_numpy():
     g = rmsnorm_graph()
     x = np.random.default_rng(0).normal(size=(64, D)).astype(np.float32)
-    cal = Calibration("h", calibrate(g, Dataset({"x": x}, None, "mem"), batch_size=32))
-    s = run_pass("spike_all", g, {"levels": 16}, PassContext(calibration=cal, coding="count"))
-    assign_domains(s, "count")
+    s, _ = converted(g, calibration_of(g, {"x": x}, 32), [("spike_all", {"levels": 16})], "count")
     neuron_in = {n.inputs[0]: n for n in s.nodes if n.op == "IF"}
     assert "sqrt" not in {n.outputs[0] for n in s.nodes if n.op == "IF"}  # the divisor stays analog
     assert "sqrt_pre" not in neuron_in and "sqrt" in s.values
@@ -84,7 +79,7 @@ def test_long_rows_get_spikes_per_key():
     keys = 197
     g = softmax_graph(keys)
     x = (0.3 * np.random.default_rng(0).normal(size=(32, 2, keys))).astype(np.float32)  # near uniform
-    cal = Calibration("h", calibrate(g, Dataset({"x": x}, None, "mem"), batch_size=32))
+    cal = calibration_of(g, {"x": x}, 32)
     ref = np.exp(x - x.max(-1, keepdims=True))
     ref /= ref.sum(-1, keepdims=True)
     cos = {}
@@ -112,9 +107,7 @@ def test_energy_count_with_a_mask_operand_beside_spikes():
     g = b.output(b.node("MatMul", [sel, w], name="head"))
     xs = np.abs(np.random.default_rng(0).normal(size=(16, D))).astype(np.float32)
     ks = np.ones((16, D), dtype=bool)
-    cal = Calibration("h", calibrate(g, Dataset({"x": xs, "keep": ks}, None, "mem"), batch_size=16))
-    s = run_pass("spike_all", g, {"levels": 8}, PassContext(calibration=cal, coding="count"))
-    assign_domains(s, "count")
+    s, _ = converted(g, calibration_of(g, {"x": xs, "keep": ks}, 16), [("spike_all", {"levels": 8})], "count")
     assert s.values["relu"].domain == "spike" and s.values["sel"].domain == "analog"
     T = 8
     rows = {r.op: r for r in count_nodes(s, {"relu": np.arange(D, dtype=np.float64)}, {}, T)}

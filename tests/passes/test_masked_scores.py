@@ -10,14 +10,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import calibration_of, converted
 
 from snnconvert.calibrate.file import Calibration, load_calibration
 from snnconvert.calibrate.observe import calibrate
 from snnconvert.data.files import Dataset
 from snnconvert.ir.build import GraphBuilder
 from snnconvert.ir.execute import run_graph
-from snnconvert.passes import PassContext, run_pass
-from snnconvert.passes.spikify import assign_domains
 from snnconvert.sim.simulator import Simulator
 
 N_TOK, D = 5, 8
@@ -76,16 +75,12 @@ def test_calibration_counts_masked_entries_and_keeps_them_out_of_the_sketch(fill
 def test_fully_spiking_keeps_masked_scores_analog_and_masked_keys_exactly_zero(fill):
     g = masked_attention(fill)
     d = data()
-    masked: dict[str, int] = {}
-    cal = Calibration("h", calibrate(g, Dataset(d, None, "mem"), batch_size=16, masked=masked), masked=masked)
-    ctx = PassContext(calibration=cal, coding="count")
-    s = run_pass("spike_all", g, {"levels": 16, "percentile": 99.9}, ctx)
-    s.meta["coding"] = "count"
-    assign_domains(s, "count")
+    cal = calibration_of(g, d, batch_size=16)
+    s, notes = converted(g, cal, [("spike_all", {"levels": 16, "percentile": 99.9})], "count")
     neurons_on = {n.inputs[0] for n in s.nodes if n.op == "IF"}
     assert "scores_pre" in neurons_on  # the unmasked scores spike
     assert not any(v.startswith("masked") for v in neurons_on)  # the masked sum does not
-    assert any("masked tensor" in note for note in ctx.notes)
+    assert any("masked tensor" in note for note in notes)
     T = 48
     feeds = {k: torch.from_numpy(v) for k, v in d.items()}
     sim = Simulator(s)

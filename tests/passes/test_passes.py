@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import mlp_graph
+from helpers import random_calibration
 
-from snnconvert.calibrate.file import Calibration
-from snnconvert.calibrate.observe import calibrate
-from snnconvert.data.files import Dataset
 from snnconvert.errors import GraphError, InputError
 from snnconvert.ir.build import GraphBuilder
 from snnconvert.ir.execute import run_graph
@@ -21,11 +19,7 @@ from snnconvert.sim.simulator import Simulator
 
 
 def calibrated(g, n=256, seed=0):
-    shape, a = list(g.values["x"].shape), g.batch_axis("x")  # model layout: n samples on the batch axis
-    shape = [n, *shape] if a is None else [*shape[:a], n, *shape[a + 1 :]]
-    x = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
-    sk = calibrate(g, Dataset({"x": x}, None, "mem"), batch_size=64)
-    return Calibration("h", sk), x
+    return random_calibration(g, n, seed)
 
 
 def conv_bn_graph():

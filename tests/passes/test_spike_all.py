@@ -7,28 +7,18 @@ import numpy as np
 import pytest
 import torch
 from conftest import mlp_graph
+from helpers import converted, random_calibration
 
-from snnconvert.calibrate.file import Calibration
-from snnconvert.calibrate.observe import calibrate
-from snnconvert.data.files import Dataset
 from snnconvert.ir.execute import run_graph
-from snnconvert.passes import PassContext, run_pass
-from snnconvert.passes.spikify import assign_domains
 from snnconvert.sim.simulator import Simulator
 
 
 def calibrated(g, n=512, seed=0):
-    shape, a = list(g.values["x"].shape), g.batch_axis("x")  # model layout: n samples on the batch axis
-    shape = [n, *shape] if a is None else [*shape[:a], n, *shape[a + 1 :]]
-    x = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
-    return Calibration("h", calibrate(g, Dataset({"x": x}, None, "mem"), batch_size=128)), x
+    return random_calibration(g, n, seed, batch_size=128)
 
 
 def spike_all(g, cal, **params):
-    s = run_pass("spike_all", g, params, PassContext(calibration=cal, coding="count"))
-    s.meta["coding"] = "count"
-    assign_domains(s, "count")
-    return s
+    return converted(g, cal, [("spike_all", params)], "count")[0]
 
 
 def sq_error(x, theta, lo, hi):
