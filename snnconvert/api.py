@@ -236,7 +236,7 @@ def run_simulation(
     device: str = "cpu",
     samples: int | None = None,
     analog_mode: str | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[..., None] | None = None,  # progress(done, total=None)
 ) -> dict[str, Any]:
     import numpy as np
 
@@ -252,6 +252,8 @@ def run_simulation(
             raise InputError("--device cuda: no CUDA device is available here")
     snn, ann = load_snn(snn_dir)
     ds = load_dataset(data, snn)
+    if progress is not None:
+        progress(0, total=ds.n if samples is None else min(samples, ds.n))
     res = simulate(
         snn,
         ann,

@@ -45,23 +45,30 @@ def _main(
 
 
 @contextmanager
-def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on a terminal; nothing when output is redirected."""
+def _progress(total: int | None, label: str) -> Iterator[Callable[..., None]]:
+    """A progress bar on a terminal; nothing when output is redirected. tick(k, total=None)
+    advances it by k and, once the work knows it (data loaded), sets its total."""
     if not err.is_terminal:
-        yield lambda k: None
+        yield lambda k, total=None: None
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
         TextColumn(label),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        MofNCompleteColumn(),  # "0/?" until the total is known, never "0/0"
         TimeRemainingColumn(),
         console=err,
         transient=True,
     ) as p:
-        task = p.add_task(label, total=total)
-        yield lambda k: p.advance(task, k)
+        task = p.add_task(label, total=total or None)
+
+        def tick(k: int, total: int | None = None) -> None:
+            if total:
+                p.update(task, total=total)
+            p.advance(task, k)
+
+        yield tick
 
 
 def _parse_shapes(specs: list[str] | None) -> dict[str, list[int]] | None:
@@ -324,7 +331,7 @@ def simulate(
         from snnconvert.report.plots import require_matplotlib
 
         require_matplotlib()
-    with _progress(samples or 0, f"simulating T={timesteps}") as tick:
+    with _progress(None, f"simulating T={timesteps}") as tick:
         j = run_simulation(
             snn_dir,
             data,

@@ -251,3 +251,21 @@ def test_example_into_the_current_directory_keeps_what_is_there(tmp_path, monkey
     shipped = (resources.files("snnconvert") / "zoo" / "digits_vit.onnx").read_bytes()
     assert (tmp_path / "model.onnx").read_bytes() == shipped
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_simulate_progress_knows_its_total_before_the_first_step(pipeline, tmp_path):
+    """The bar once read '0/0' during setup and counted samples against a total of 0: the total
+    (samples to simulate) is set before any is counted, and the counts add up to it."""
+    from snnconvert.api import run_simulation
+
+    import shutil
+
+    d = pipeline
+    snn = shutil.copytree(d / "snn", tmp_path / "snn")  # simulate writes into its SNN directory
+    calls = []
+    run_simulation(
+        snn, d / "ex" / "test.npz", 2, out=tmp_path / "r.json", batch_size=40, samples=SAMPLES,
+        progress=lambda k, total=None: calls.append((k, total)),
+    )  # fmt: skip
+    assert calls[0] == (0, SAMPLES)
+    assert sum(k for k, _ in calls) == SAMPLES and len(calls) == 1 + -(-SAMPLES // 40)
