@@ -256,9 +256,9 @@ def test_example_into_the_current_directory_keeps_what_is_there(tmp_path, monkey
 def test_simulate_progress_knows_its_total_before_the_first_step(pipeline, tmp_path):
     """The bar once read '0/0' during setup and counted samples against a total of 0: the total
     (samples to simulate) is set before any is counted, and the counts add up to it."""
-    from snnconvert.api import run_simulation
-
     import shutil
+
+    from snnconvert.api import run_simulation
 
     d = pipeline
     snn = shutil.copytree(d / "snn", tmp_path / "snn")  # simulate writes into its SNN directory
