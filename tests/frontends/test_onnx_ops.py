@@ -606,9 +606,7 @@ def _cases() -> list[Case]:
     c.append(
         Case("Squeeze-input-opset13", [N("Squeeze", ["x", "ax"], ["y"])], x_ones, ["y"], {"ax": ints(1, 3)})
     )
-    c.append(
-        Case("Squeeze-all", [N("Squeeze", ["x"], ["y"])], x_ones, [("y", F, ["N", 4])])
-    )
+    c.append(Case("Squeeze-all", [N("Squeeze", ["x"], ["y"])], x_ones, [("y", F, ["N", 4])]))
     c.append(
         Case(
             "Expand-const-shape",
