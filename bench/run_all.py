@@ -24,6 +24,7 @@ KNOWN = (
     "bench_mueller_grid",
     "bench_spiking_softmax",
     "bench_simulator",
+    "bench_vit_base",  # needs the tv_b16 export of real_models (skips without it)
     "bench_spikingjelly",
     "fuzz_onnx",
     "real_models",  # export + run of the real-world export matrix (bench/real_models.py)
