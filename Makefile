@@ -3,7 +3,7 @@ PY ?= python3
 DEMO ?= demo-out
 T ?= 50
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test test-fast lint format bench clean
 
 install:
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
@@ -25,8 +25,14 @@ format:
 	$(PY) -m ruff format snnconvert tests bench tools
 	$(PY) -m ruff check --fix snnconvert tests bench tools
 
+# the suite runs on JOBS processes (pytest-xdist), one torch thread each
+JOBS ?= 2
+
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(JOBS)
+
+test-fast: lint
+	$(PY) -m pytest -q -n $(JOBS) -m "not slow"
 
 bench:
 	$(PY) -m pip install --no-deps spikingjelly

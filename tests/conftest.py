@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from snnconvert.ir.build import GraphBuilder
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # for the CLI subprocesses some tests start
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
