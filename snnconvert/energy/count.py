@@ -70,8 +70,10 @@ def propagate_events(g: Graph, events: dict[str, np.ndarray]) -> dict[str, np.nd
 
 
 def _unit_response(g: Graph, n: Node, spike_idx: int, ev: np.ndarray) -> torch.Tensor:
-    """The op applied to one input's event map with unit weights, zero biases and zero other inputs.
-    A synaptic op's weights are its constant operands: a layer's only at input 1 (its bias is 2)."""
+    """What one input's event map reaches through the op: |op(events) - op(no events)| with unit
+    weights and every other operand held at one (a divisor, a factor or an addend alike: an
+    addend cancels in the difference, a divisor of zero would make inf). A synaptic op's weights
+    are its constant operands: a layer's only at input 1 (its bias is 2)."""
     synaptic, layer = has_flag(n.op, "synaptic", n.attrs), has_flag(n.op, "layer", n.attrs)
     args = []
     for i, name in enumerate(n.inputs):
@@ -83,14 +85,18 @@ def _unit_response(g: Graph, n: Node, spike_idx: int, ev: np.ndarray) -> torch.T
             if is_weight and np.issubdtype(w.dtype, np.floating):
                 args.append(torch.from_numpy((w != 0).astype(np.float64)))
             elif np.issubdtype(w.dtype, np.floating):
-                args.append(torch.zeros(w.shape, dtype=torch.float64))
+                args.append(torch.ones(w.shape, dtype=torch.float64))
             else:
                 args.append(torch.from_numpy(np.array(w)))
-        else:  # a run-time operand without events: zero data, or a mask / index of its own dtype
+        else:  # a run-time operand without events: one, or a mask / index of its own dtype at zero
             v = g.values[name]
-            dt = torch.float64 if v.dtype.startswith("float") else torch_dtype(v.dtype)
-            args.append(torch.zeros(v.shape, dtype=dt))
-    return run_op(n.op, n.attrs, args)[0].abs()
+            if v.dtype.startswith("float"):
+                args.append(torch.ones(v.shape, dtype=torch.float64))
+            else:
+                args.append(torch.zeros(v.shape, dtype=torch_dtype(v.dtype)))
+    with_events = run_op(n.op, n.attrs, args)[0]
+    args[spike_idx] = torch.zeros_like(args[spike_idx])
+    return (with_events - run_op(n.op, n.attrs, args)[0]).abs()
 
 
 def _ones_trick(g: Graph, n: Node, spike_idx: int, ev: np.ndarray, scale: float = 1.0) -> float:

@@ -113,3 +113,22 @@ def test_energy_count_with_a_mask_operand_beside_spikes():
     rows = {r.op: r for r in count_nodes(s, {"relu": np.arange(D, dtype=np.float64)}, {}, T)}
     assert rows["Where"].snn_acs == 0
     assert rows["MatMul"].snn_macs == D * 3 * T and rows["MatMul"].ann_macs == D * 3
+
+
+def test_energy_count_of_spikes_divided_by_a_run_time_value():
+    """Mean pooling divides a spike sum by a run-time count (sentence-transformers heads): the
+    count once stood in zero for the divisor and reported inf ACs (energy-report then failed to
+    write JSON). Each event through x / y reaches one output."""
+    b = GraphBuilder()
+    x = b.input("x", (D,))
+    n = b.input("n", (1,))
+    h = b.node("Relu", [x], name="relu")
+    q = b.node("Div", [h, n], name="mean")
+    g = b.output(b.node("MatMul", [q, b.const("w", np.ones((D, 3), dtype=np.float32))], name="head"))
+    for v in ("x", "n"):
+        g.values[v].domain = "analog"
+    g.values["relu"].domain, g.values["mean"].domain = "spike", "analog"  # as spike_all leaves them
+    ev = np.arange(D, dtype=np.float64)
+    rows = {r.op: r for r in count_nodes(g, {"relu": ev}, {}, 4)}
+    assert rows["Div"].snn_acs == ev.sum()  # one per event (was inf)
+    assert rows["MatMul"].snn_macs == D * 3 * 4  # its input is analog: MACs at every step
