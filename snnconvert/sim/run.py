@@ -34,7 +34,7 @@ class _Fid:
         # sums accumulated in float64 without float64 copies of whole activations (ViT-Base's
         # attention maps made the copies cost more than the layers)
         s, a = s.float(), a.float()
-        if a.is_floating_point() and bool((a <= MASK_FLOOR).any()):  # masked entries hold no data
+        if bool((a <= MASK_FLOOR).any()):  # masked entries hold no data
             keep = a > MASK_FLOOR
             s, a = s[keep], a[keep]
         self.dot += float(torch.sum(s * a, dtype=torch.float64))
