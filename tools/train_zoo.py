@@ -1,27 +1,35 @@
-"""Retrain the zoo's reference models on scikit-learn digits and export them to ONNX.
+"""Retrain the zoo's reference models and export them to ONNX.
 
-    python -m tools.train_zoo [--out-dir DIR] [--model vit|mlp|cnn|all]     (from the repository root)
+    python -m tools.train_zoo [--out-dir DIR] [--model NAME|all]     (from the repository root)
 
 The committed artefacts (``snnconvert/zoo/*.onnx``, ``snnconvert/zoo/zoo.json``,
-``snnconvert/data/digits_{calib,test}.npz``) come from this script, so anyone can check that they are what
-they claim to be. Everything runs on CPU with fixed seeds, deterministic kernels and one thread, so two
+``snnconvert/data/{digits,text}_{calib,test}.npz``) come from this script, so anyone can check that they
+are what they claim to be.
+
+Adding a model: its class in snnconvert/zoo (one MODELS entry in models.py), then one entry in each of
+CONFIGS, TARGETS, REQUIRED_OPS and ZOO below, then ``python -m tools.train_zoo --model NAME``. The ZOO
+entry (example name, description, recipe, dataset) is copied into the model's zoo.json entry, which is
+what ``snnconvert example --list / --model`` reads at run time. Everything runs on CPU with fixed seeds, deterministic kernels and one thread, so two
 runs give the same weights, the same accuracies and byte-identical files.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import logging
 import math
+import os
 import sys
 import time
 import warnings
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +48,7 @@ ZOO_DIR = Path(snnconvert.zoo.__file__).resolve().parent
 DATA_DIR = ZOO_DIR.parent / "data"
 
 PROG = "python -m tools.train_zoo"
-DESCRIPTION = "Retrain the zoo's reference models on scikit-learn digits and export them to ONNX."
+DESCRIPTION = "Retrain the zoo's reference models and export them to ONNX."
 
 OPSET = 18
 SEED = 0
@@ -61,13 +69,14 @@ ALLOWED_OPS: frozenset[str] = frozenset(
 )  # fmt: skip
 
 #: Test-accuracy floors; the script refuses to write a model that misses its floor.
-TARGETS: dict[str, float] = {"vit": 0.96, "mlp": 0.96, "cnn": 0.97}
+TARGETS: dict[str, float] = {"vit": 0.96, "mlp": 0.96, "cnn": 0.97, "text": 0.95}
 
 #: Ops each export must keep, because the converter has passes that exist to handle them.
 REQUIRED_OPS: dict[str, frozenset[str]] = {
     "vit": frozenset({"Softmax", "LayerNormalization", "MatMul", "Relu"}),
     "mlp": frozenset({"Gemm", "Relu"}),
     "cnn": frozenset({"Conv", "BatchNormalization", "MaxPool", "AveragePool", "Relu"}),
+    "text": frozenset({"Gather", "Softmax", "LayerNormalization", "MatMul", "Relu", "ReduceMean"}),
 }
 
 
@@ -95,12 +104,44 @@ CONFIGS: dict[str, TrainConfig] = {
     ),
     "mlp": TrainConfig(epochs=60, lr=2e-3, weight_decay=1e-4, warmup_epochs=2),
     "cnn": TrainConfig(epochs=40, lr=3e-3, weight_decay=1e-4, warmup_epochs=2, max_shift=1),
+    "text": TrainConfig(epochs=40, lr=3e-3, weight_decay=0.05, warmup_epochs=2, exporter="dynamo"),
 }
 
 
 @dataclass(frozen=True)
-class DigitsSplit:
-    """The fixed split every zoo model and every comparison in the project uses."""
+class ZooEntry:
+    """How a model is offered by `snnconvert example`; copied into its zoo.json entry, which the CLI reads
+    (tools/ is not installed with the package, so the table itself cannot be read at run time)."""
+
+    example: str  # the name for `snnconvert example --model`; the ONNX file is f"{example}.onnx"
+    description: str  # what it is, one line
+    recipe: str  # the built-in recipe it was made for
+    dataset: str = "digits"  # a key of DATASETS: its data files and its input/output shapes
+
+
+ZOO: dict[str, ZooEntry] = {
+    "vit": ZooEntry(
+        "digits_vit",
+        "tiny ViT on 8x8 digits (2x2 patches + CLS, 2 pre-LN blocks, ReLU MLP)",
+        "mueller2021",
+    ),
+    "mlp": ZooEntry("digits_mlp", "ReLU MLP on 8x8 digits (Gemm and Relu only)", "mueller2021"),
+    "cnn": ZooEntry(
+        "digits_cnn", "small CNN on 8x8 digits (Conv, BatchNorm, MaxPool, AvgPool)", "mueller2021"
+    ),
+    "text": ZooEntry(
+        "text_transformer",
+        "text transformer shaped like Mueller 2021's IMDB classifier (embedding + learned positions, "
+        "2 pre-LN blocks, ReLU MLP, mean pooling) on the key-order token task",
+        "mueller2021",
+        dataset="text",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Split:
+    """The fixed split every zoo model of one dataset and every comparison on it uses."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -109,7 +150,22 @@ class DigitsSplit:
     calib_index: np.ndarray  # rows of the train split that form the calibration subset
 
 
-def load_split() -> DigitsSplit:
+DigitsSplit = Split  # the name before there was more than one dataset
+
+
+def _no_calibration_in_test(split: Split) -> Split:
+    # Calibration must never see a test sample, or threshold studies would leak the test set.
+    test_rows = {r.tobytes() for r in split.x_test}
+    if any(r.tobytes() in test_rows for r in split.x_train[split.calib_index]):
+        raise RuntimeError("calibration subset shares a sample with the test split")
+    return split
+
+
+def _calib_rows(n_train: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(SEED).choice(n_train, size=N_CALIB, replace=False))
+
+
+def load_digits_split() -> Split:
     """Load digits as float32 [N,1,8,8] in [0,1] and split it the way data.md prescribes."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -118,13 +174,93 @@ def load_split() -> DigitsSplit:
     x = (x / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     y = y.astype(np.int64)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=TEST_SIZE, random_state=SEED, stratify=y)
-    calib = np.sort(np.random.default_rng(SEED).choice(len(x_tr), size=N_CALIB, replace=False))
-    split = DigitsSplit(x_tr, y_tr, x_te, y_te, calib)
-    # Calibration must never see a test image, or threshold studies would leak the test set.
-    test_rows = {r.tobytes() for r in x_te}
-    if any(r.tobytes() in test_rows for r in x_tr[calib]):
-        raise RuntimeError("calibration subset shares an image with the test split")
-    return split
+    return _no_calibration_in_test(Split(x_tr, y_tr, x_te, y_te, _calib_rows(len(x_tr))))
+
+
+# The key-order task of the text transformer (a synthetic stand-in for Mueller 2021's IMDB reviews).
+TEXT_VOCAB = 64
+TEXT_LENGTH = 32
+TEXT_KEYS = 8  # tokens 1..8 are keys; 0 is unused (no padding: every sequence is full length)
+TEXT_FILLER = TEXT_KEYS + 1  # tokens 9..63 are filler
+TEXT_MIN_GAP = 8  # the two keys are at least this many positions apart
+TEXT_TRAIN, TEXT_TEST = 8192, 1024
+TEXT_TASK = (
+    f"x: {TEXT_LENGTH} int64 tokens in [0, {TEXT_VOCAB}); filler tokens {TEXT_FILLER}..{TEXT_VOCAB - 1} "
+    f"drawn uniformly, then two distinct key tokens a < b from 1..{TEXT_KEYS} put at two positions at "
+    f"least {TEXT_MIN_GAP} apart, in random order; y = 1 if a comes before b, else 0. Swapping the two "
+    "keys keeps the bag of tokens and flips the label, and both orders are equally likely, so any "
+    "bag-of-words model scores exactly chance: the label needs positions of tokens far apart."
+)
+
+
+def make_text_task(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences of the key-order task (TEXT_TASK), drawn from `rng`."""
+    x = rng.integers(TEXT_FILLER, TEXT_VOCAB, size=(n, TEXT_LENGTH), dtype=np.int64)
+    pairs = np.array(
+        [(p, q) for p in range(TEXT_LENGTH) for q in range(p + TEXT_MIN_GAP, TEXT_LENGTH)], dtype=np.int64
+    )
+    first, second = pairs[rng.integers(0, len(pairs), size=n)].T
+    keys = np.sort(np.argsort(rng.random((n, TEXT_KEYS)), axis=1)[:, :2], axis=1) + 1  # a < b, distinct
+    y = rng.integers(0, 2, size=n, dtype=np.int64)  # 1: the smaller key comes first
+    rows = np.arange(n)
+    x[rows, first] = np.where(y == 1, keys[:, 0], keys[:, 1])
+    x[rows, second] = np.where(y == 1, keys[:, 1], keys[:, 0])
+    return x, y
+
+
+def load_text_split() -> Split:
+    """Train and test drawn from one seeded stream (test after train), calibration rows of train."""
+    rng = np.random.default_rng(SEED)
+    x_tr, y_tr = make_text_task(TEXT_TRAIN, rng)
+    x_te, y_te = make_text_task(TEXT_TEST, rng)
+    return _no_calibration_in_test(Split(x_tr, y_tr, x_te, y_te, _calib_rows(len(x_tr))))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a model trained on one dataset must look like, and what its data files are."""
+
+    load: Callable[[], Split]
+    files: dict[str, str]  # {"calib": ..., "test": ...} in snnconvert/data
+    input_shape: tuple[int, ...]  # one sample's shape; the ONNX input is [batch, *input_shape]
+    input_dtype: torch.dtype
+    num_classes: int
+    doc: dict[str, Any]  # written to zoo.json's "datasets" entry
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "digits": DatasetSpec(
+        load_digits_split,
+        {"calib": "digits_calib.npz", "test": "digits_test.npz"},
+        (1, 8, 8),
+        torch.float32,
+        10,
+        {
+            "source": "sklearn.datasets.load_digits (8x8, grey levels 0-16)",
+            "scaling": "x = pixels / 16, float32, shape [N, 1, 8, 8]",
+            "split": f"train_test_split(test_size={TEST_SIZE}, random_state={SEED}, stratify=y)",
+            "calibration": f"{N_CALIB} rows of the train split, numpy default_rng({SEED}).choice, sorted",
+        },
+    ),
+    "text": DatasetSpec(
+        load_text_split,
+        {"calib": "text_calib.npz", "test": "text_test.npz"},
+        (TEXT_LENGTH,),
+        torch.int64,
+        2,
+        {
+            "source": "synthetic key-order task, tools/train_zoo.py make_text_task",
+            "task": TEXT_TASK,
+            "split": f"numpy default_rng({SEED}): {TEXT_TRAIN} train sequences, then {TEXT_TEST} test",
+            "calibration": f"{N_CALIB} rows of the train split, numpy default_rng({SEED}).choice, sorted",
+        },
+    ),
+}
+
+
+def load_split(dataset: str = "digits") -> Split:
+    """The split of one dataset (digits by default, as before there were others)."""
+    return DATASETS[dataset].load()
 
 
 def _random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
@@ -154,7 +290,7 @@ def _lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
     return factor
 
 
-def train_model(name: str, split: DigitsSplit, cfg: TrainConfig) -> nn.Module:
+def train_model(name: str, split: Split, cfg: TrainConfig) -> nn.Module:
     """Train one model from seed 0; seeding here (not once per run) makes `--model X` match `--model all`."""
     torch.manual_seed(SEED)
     model = build_model(name)
@@ -180,9 +316,11 @@ def train_model(name: str, split: DigitsSplit, cfg: TrainConfig) -> nn.Module:
     return model.eval()
 
 
-def export_onnx(model: nn.Module, exporter: str) -> onnx.ModelProto:
-    """Export with input `x` [batch,1,8,8] and output `logits` [batch,10]; only the batch axis is dynamic."""
-    example = (torch.zeros(2, 1, 8, 8),)
+def export_onnx(model: nn.Module, exporter: str, dataset: str = "digits") -> onnx.ModelProto:
+    """Export with input `x` [batch, *sample shape] and output `logits` [batch, classes]; only the batch
+    axis is dynamic."""
+    spec = DATASETS[dataset]
+    example = (torch.zeros(2, *spec.input_shape, dtype=spec.input_dtype),)
     if exporter == "torchscript":
         buf = io.BytesIO()
         with warnings.catch_warnings():
@@ -233,12 +371,14 @@ def _strip_metadata(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def check_onnx(model: onnx.ModelProto) -> Counter[str]:
+def check_onnx(model: onnx.ModelProto, dataset: str = "digits") -> Counter[str]:
     """Fail loudly on anything the converter was not built for; return the op-type histogram.
 
     Checked: onnx.checker, opset, only default-domain ops from ALLOWED_OPS, no local functions, no
-    external data, input `x` [batch,1,8,8] and output `logits` [batch,10] with only axis 0 symbolic.
+    external data, input `x` [batch, *sample shape] of the dataset's dtype and output `logits`
+    [batch, classes] with only axis 0 symbolic (digits: [batch,1,8,8] float and [batch,10]).
     """
+    spec = DATASETS[dataset]
     onnx.checker.check_model(model, full_check=True)
     problems: list[str] = []
     opsets = {o.domain: o.version for o in model.opset_import}
@@ -258,7 +398,11 @@ def check_onnx(model: onnx.ModelProto) -> Counter[str]:
     external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     if external:
         problems.append(f"initializers stored as external data: {external}")
-    for value, name, rest in ((model.graph.input, "x", [1, 8, 8]), (model.graph.output, "logits", [10])):
+    io = (
+        (model.graph.input, "x", list(spec.input_shape)),
+        (model.graph.output, "logits", [spec.num_classes]),
+    )
+    for value, name, rest in io:
         names = [v.name for v in value]
         if names != [name]:
             problems.append(
@@ -269,6 +413,11 @@ def check_onnx(model: onnx.ModelProto) -> Counter[str]:
         got = [d.dim_param or d.dim_value for d in dims]
         if len(got) != len(rest) + 1 or not dims[0].dim_param or got[1:] != rest:
             problems.append(f"'{name}' has shape {got}, expected [batch, {', '.join(map(str, rest))}]")
+    want = onnx.TensorProto.INT64 if spec.input_dtype == torch.int64 else onnx.TensorProto.FLOAT
+    got_types = [v.type.tensor_type.elem_type for v in model.graph.input]
+    if len(got_types) == 1 and got_types[0] != want:
+        name_of = onnx.TensorProto.DataType.Name
+        problems.append(f"input 'x' has element type {name_of(got_types[0])}, expected {name_of(want)}")
     if problems:
         raise RuntimeError("ONNX export is not fit for the zoo:\n  " + "\n  ".join(problems))
     return ops
@@ -318,19 +467,20 @@ def _versions() -> dict[str, str]:
     }
 
 
-def build_one(name: str, split: DigitsSplit) -> tuple[bytes, dict[str, Any]]:
+def build_one(name: str, split: Split) -> tuple[bytes, dict[str, Any]]:
     """Train, export and verify one model; return the ONNX bytes and its zoo.json entry.
 
     The recorded accuracy is onnxruntime's on the test split, because that is what tests and the
     demo reproduce from the committed file.
     """
     cfg = CONFIGS[name]
+    dataset = ZOO[name].dataset
     t0 = time.perf_counter()
     model = train_model(name, split, cfg)
     train_s = time.perf_counter() - t0
 
-    proto = export_onnx(model, cfg.exporter)
-    ops = check_onnx(proto)
+    proto = export_onnx(model, cfg.exporter, dataset)
+    ops = check_onnx(proto, dataset)
     missing = REQUIRED_OPS[name] - set(ops)
     if missing:
         raise RuntimeError(f"{name}: export lost ops the converter must be tested on: {sorted(missing)}")
@@ -361,7 +511,7 @@ def build_one(name: str, split: DigitsSplit) -> tuple[bytes, dict[str, Any]]:
         flush=True,
     )
     return data, {
-        "file": f"digits_{name}.onnx",
+        **zoo_fields(name),
         "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
         "params": params,
@@ -377,10 +527,24 @@ def build_one(name: str, split: DigitsSplit) -> tuple[bytes, dict[str, Any]]:
             "seed": SEED,
             "optimizer": "AdamW",
             "schedule": "linear warm-up, cosine decay per step",
-            "augmentation": f"random translation up to {cfg.max_shift} px",
+            "augmentation": f"random translation up to {cfg.max_shift} px" if dataset == "digits" else "none",
             "device": "cpu, 1 thread, torch.use_deterministic_algorithms(True)",
             "versions": _versions(),
         },
+    }
+
+
+def zoo_fields(name: str) -> dict[str, Any]:
+    """The part of a model's zoo.json entry that comes from the ZOO table, not from training: rewritten
+    into every entry on each run, so editing a description needs no retraining."""
+    entry = ZOO[name]
+    return {
+        "file": f"{entry.example}.onnx",
+        "example": entry.example,
+        "description": entry.description,
+        "recipe": entry.recipe,
+        "dataset": entry.dataset,
+        "data": dict(DATASETS[entry.dataset].files),
     }
 
 
@@ -389,6 +553,40 @@ def _load_index(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     return json.loads(path.read_text())
+
+
+@contextlib.contextmanager
+def _index_lock(zoo_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the zoo directory while zoo.json is read, merged and written: several
+    people retrain different models in one checkout, and each run must keep the others' entries."""
+    fd = os.open(zoo_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _check_tables() -> None:
+    """A model registered in one table and forgotten in another would fail after minutes of training."""
+    from snnconvert.zoo.models import MODELS
+
+    tables = {
+        "CONFIGS": CONFIGS,
+        "TARGETS": TARGETS,
+        "REQUIRED_OPS": REQUIRED_OPS,
+        "ZOO": ZOO,
+        "MODELS": MODELS,
+    }
+    names = set().union(*tables.values())
+    gaps = [f"{t} lacks {sorted(names - set(v))}" for t, v in tables.items() if names - set(v)]
+    gaps += [
+        f"ZOO[{n!r}].dataset {e.dataset!r} is not in DATASETS"
+        for n, e in ZOO.items()
+        if e.dataset not in DATASETS
+    ]
+    if gaps:
+        raise SystemExit(f"{PROG}: the model tables disagree: {'; '.join(gaps)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -411,40 +609,49 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
 
-    split = load_split()
+    _check_tables()
     names = list(CONFIGS) if args.model == "all" else [args.model]
+    datasets = sorted({ZOO[n].dataset for n in names})
+    splits = {d: load_split(d) for d in datasets}
     index_path = zoo_dir / "zoo.json"
-    models = dict(_load_index(index_path).get("models", {}))
     # Build everything before writing anything, so a failing model leaves the old, consistent set in place.
+    built: dict[str, dict[str, Any]] = {}
     outputs: dict[Path, bytes] = {}
     t0 = time.perf_counter()
     for name in names:
-        data, models[name] = build_one(name, split)
-        outputs[zoo_dir / models[name]["file"]] = data
+        data, built[name] = build_one(name, splits[ZOO[name].dataset])
+        outputs[zoo_dir / built[name]["file"]] = data
     print(f"total: {time.perf_counter() - t0:.1f} s for {', '.join(names)}")
 
-    calib = split.calib_index
-    outputs[data_dir / "digits_calib.npz"] = _npz_bytes(
-        {"x": split.x_train[calib], "y": split.y_train[calib]}
-    )
-    outputs[data_dir / "digits_test.npz"] = _npz_bytes({"x": split.x_test, "y": split.y_test})
-
-    index = {
-        "dataset": {
-            "source": "sklearn.datasets.load_digits (8x8, grey levels 0-16)",
-            "scaling": "x = pixels / 16, float32, shape [N, 1, 8, 8]",
-            "split": f"train_test_split(test_size={TEST_SIZE}, random_state={SEED}, stratify=y)",
+    docs: dict[str, dict[str, Any]] = {}
+    for d, split in splits.items():
+        spec = DATASETS[d]
+        calib = split.calib_index
+        outputs[data_dir / spec.files["calib"]] = _npz_bytes(
+            {"x": split.x_train[calib], "y": split.y_train[calib]}
+        )
+        outputs[data_dir / spec.files["test"]] = _npz_bytes({"x": split.x_test, "y": split.y_test})
+        docs[d] = {
+            **spec.doc,
             "n_train": len(split.y_train),
             "n_test": len(split.y_test),
-            "calibration": f"{N_CALIB} rows of the train split, numpy default_rng({SEED}).choice, sorted",
-            "files": {"calib": "digits_calib.npz", "test": "digits_test.npz"},
-        },
-        "models": models,
-    }
-    # Sorted keys and a trailing newline, so equal results give byte-identical files.
-    outputs[index_path] = (json.dumps(index, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
-    for path, blob in outputs.items():  # zoo.json last: it vouches for the files written before it
-        _write_bytes(path, blob)
+            "files": spec.files,
+        }
+
+    with _index_lock(zoo_dir):  # read late, under the lock: another run may have finished meanwhile
+        old = _load_index(index_path)
+        models = {**old.get("models", {}), **built}
+        for name in models:
+            if name in ZOO:
+                models[name] = {**models[name], **zoo_fields(name)}
+        datasets_doc = {**old.get("datasets", {}), **docs}
+        if "dataset" in old and "digits" not in datasets_doc:  # zoo.json before there were two datasets
+            datasets_doc["digits"] = old["dataset"]
+        index = {"datasets": datasets_doc, "models": models}
+        # Sorted keys and a trailing newline, so equal results give byte-identical files.
+        outputs[index_path] = (json.dumps(index, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
+        for path, blob in outputs.items():  # zoo.json last: it vouches for the files written before it
+            _write_bytes(path, blob)
     return 0
 
 

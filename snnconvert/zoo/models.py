@@ -141,7 +141,40 @@ class DigitsCNN(nn.Module):
         return self.net(x)
 
 
-MODELS: dict[str, type[nn.Module]] = {"vit": DigitsViT, "mlp": DigitsMLP, "cnn": DigitsCNN}
+class TextTransformer(nn.Module):
+    """Shaped like Mueller et al. 2021's IMDB classifier: token embedding plus learned positions, pre-LN
+    encoder blocks with a ReLU feed-forward (the only non-linearity their conversion spikes), mean pooling
+    over the tokens and a linear head. Sized for tools/train_zoo.py's key-order task (64 tokens, length 32)."""
+
+    def __init__(
+        self,
+        vocab: int = 64,
+        length: int = 32,
+        dim: int = 32,
+        depth: int = 2,
+        heads: int = 2,
+        hidden: int = 64,
+        num_classes: int = 2,
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, length, dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.blocks = nn.Sequential(*(Block(dim, heads, hidden, length) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.blocks(self.embed(x) + self.pos_embed))
+        return self.head(h.mean(dim=1))
+
+
+MODELS: dict[str, type[nn.Module]] = {
+    "vit": DigitsViT,
+    "mlp": DigitsMLP,
+    "cnn": DigitsCNN,
+    "text": TextTransformer,
+}
 
 
 def build_model(name: str) -> nn.Module:
