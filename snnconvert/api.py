@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,11 +16,7 @@ from snnconvert.ir.serialize import content_hash, load_graph, save_graph
 if TYPE_CHECKING:
     from snnconvert.frontends.torch import ModelFactory
 
-EXAMPLE_FILES = {
-    "model.onnx": ("zoo", "digits_vit.onnx"),
-    "calib.npz": ("data", "digits_calib.npz"),
-    "test.npz": ("data", "digits_test.npz"),
-}
+DEFAULT_EXAMPLE = "digits_vit"
 
 
 # -- models ----------------------------------------------------------------------------------------
@@ -45,18 +41,73 @@ def load_model(
 
 
 # -- example ---------------------------------------------------------------------------------------
-def write_example(out_dir: str | Path) -> list[str]:
-    """The built-in digits ViT and its calibration/test splits (shipped: no training, no download)."""
+def zoo_examples() -> dict[str, dict[str, Any]]:
+    """The zoo's models by example name, from the shipped zoo.json that tools/train_zoo.py writes (the
+    one place a model's file, data files, description, recipe and accuracy are recorded)."""
+    index = json.loads((resources.files("snnconvert") / "zoo" / "zoo.json").read_text())
+    return {e["example"]: e for e in index["models"].values() if "example" in e}
+
+
+def _example_sources(entry: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """What an example directory holds: its file name -> (package folder, shipped file)."""
+    return {
+        "model.onnx": ("zoo", entry["file"]),
+        "calib.npz": ("data", entry["data"]["calib"]),
+        "test.npz": ("data", entry["data"]["test"]),
+    }
+
+
+def _shipped(sources: dict[str, tuple[str, str]]) -> list[str]:
+    root = resources.files("snnconvert")
+    return [res for pkg, res in sources.values() if not (root / pkg / res).is_file()]
+
+
+def list_examples() -> list[dict[str, Any]]:
+    """One row per zoo model for `snnconvert example --list`, sorted by name."""
+    rows = []
+    for name, e in sorted(zoo_examples().items()):
+        rows.append(
+            {
+                "name": name,
+                "description": e.get("description", ""),
+                "recipe": e.get("recipe", ""),
+                "test_accuracy": e.get("test_accuracy"),
+                "test_samples": e.get("test_samples"),
+                "missing": _shipped(_example_sources(e)),
+            }
+        )
+    return rows
+
+
+def example_sources(model: str) -> dict[str, tuple[str, str]]:
+    """The shipped files of one zoo model, or a one-line error naming the models there are."""
+    entries = zoo_examples()
+    ready = sorted(n for n, e in entries.items() if not _shipped(_example_sources(e)))
+    if model not in entries:
+        raise InputError(f"--model {model}: not in the zoo (models: {', '.join(ready)})")
+    sources = _example_sources(entries[model])
+    missing = _shipped(sources)
+    if missing:
+        raise InputError(
+            f"--model {model}: its files are not shipped ({', '.join(missing)}); models: {', '.join(ready)}"
+        )
+    return sources
+
+
+def write_example(out_dir: str | Path, model: str = DEFAULT_EXAMPLE) -> list[str]:
+    """A zoo model (model.onnx) and its calibration/test splits (shipped: no training, no download)."""
+    sources = example_sources(model)
+    root = resources.files("snnconvert")
     d = Path(out_dir)
     if d.is_dir():  # the user's directory ('.' perhaps): each file written whole, nothing else touched
-        for name, (pkg, res) in EXAMPLE_FILES.items():
+        for name, (pkg, res) in sources.items():
             with atomic_path(d / name) as tmp:
-                tmp.write_bytes((resources.files("snnconvert") / pkg / res).read_bytes())
-        return list(EXAMPLE_FILES)
+                tmp.write_bytes((root / pkg / res).read_bytes())
+        return list(sources)
     with atomic_dir(d) as tmp:
-        for name, (pkg, res) in EXAMPLE_FILES.items():
-            (tmp / name).write_bytes((resources.files("snnconvert") / pkg / res).read_bytes())
-    return list(EXAMPLE_FILES)
+        for name, (pkg, res) in sources.items():
+            (tmp / name).write_bytes((root / pkg / res).read_bytes())
+    return list(sources)
 
 
 # -- calibrate -------------------------------------------------------------------------------------
@@ -106,22 +157,27 @@ def run_conversion(
     portable: bool = True,
     batch_axes: dict[str, int] | None = None,
     factory: ModelFactory | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """`overrides` are `--set KEY=VALUE` strings (snnconvert.passes.recipe.apply_overrides); the recipe
+    written to the SNN directory is the effective one, overrides and --percentile included."""
     from snnconvert.calibrate.file import load_calibration
     from snnconvert.passes import PassContext, run_pass
     from snnconvert.passes.recipe import load_recipe
     from snnconvert.passes.spikify import assign_domains
 
-    r = load_recipe(recipe)
+    r = load_recipe(recipe, overrides)
     if percentile is not None and not (50.0 <= percentile <= 100.0):
         raise InputError(f"--percentile must be in [50, 100], got {percentile}")
+    if percentile is not None:  # in the recipe itself, so that recipe.json records what ran
+        r.passes = [
+            (n, {**p, "percentile": float(percentile)} if n == "normalize" else p) for n, p in r.passes
+        ]
     ann = load_model(model, input_shapes, batch_axes, factory)
     cal = load_calibration(calibration, content_hash(ann))
     ctx = PassContext(calibration=cal, coding=r.coding)
     g = ann
     for name, params in r.passes:
-        if name == "normalize" and percentile is not None:
-            params = {**params, "percentile": float(percentile)}
         g = run_pass(name, g, params, ctx)
     assign_domains(g, r.coding)
     ctx.notes.extend(coverage_notes(ann, g, r))

@@ -168,13 +168,37 @@ def _parse_factory(spec: str | None, kwargs: str | None) -> Any:
 
 # -- commands --------------------------------------------------------------------------------------
 @app.command()
-def example(directory: Annotated[Path, typer.Argument(help="Directory to write into (created).")]) -> None:
-    """Write the built-in example: a digits ViT (model.onnx), calib.npz and test.npz."""
-    from snnconvert.api import write_example
+def example(
+    directory: Annotated[
+        Path | None, typer.Argument(help="Directory to write into (created).", show_default=False)
+    ] = None,
+    model: Annotated[str, typer.Option("--model", help="Zoo model to write (see --list).")] = "digits_vit",
+    list_models: Annotated[
+        bool, typer.Option("--list", help="List the zoo's models, one line each, and exit.")
+    ] = False,
+) -> None:
+    """Write a zoo model (model.onnx) with its calib.npz and test.npz; default: the digits ViT."""
+    from snnconvert.api import example_sources, list_examples, write_example
+    from snnconvert.errors import InputError
 
+    if list_models:
+        rows = list_examples()
+        width = max(len(r["name"]) for r in rows)
+        rwidth = max(len(r["recipe"]) for r in rows)
+        for r in rows:  # print, not rich: one line per model whatever the terminal width
+            acc = "-" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:6.2f} %"
+            state = f"  (not shipped: {', '.join(r['missing'])})" if r["missing"] else ""
+            print(
+                f"{r['name']:<{width}}  recipe {r['recipe']:<{rwidth}}  ANN test accuracy {acc} "
+                f"(n = {r['test_samples']})  {r['description']}{state}"
+            )
+        return
+    if directory is None:
+        raise InputError("example: give a DIR to write into, or --list to see the zoo's models")
+    example_sources(model)  # an unknown or unshipped model: fail before anything is created
     check_output(directory, kind="dir")
-    files = write_example(directory)
-    out.print(f"wrote {', '.join(files)} into {directory}")
+    files = write_example(directory, model)
+    out.print(f"wrote {', '.join(files)} ({model}) into {directory}")
     out.print(
         f"next: snnconvert calibrate {directory}/model.onnx --data {directory}/calib.npz --out {directory}/calib.json"
     )
@@ -275,6 +299,15 @@ def convert(
     percentile: Annotated[
         float | None, typer.Option("--percentile", help="Override the recipe's percentile.")
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a recipe setting (repeatable): a field (timesteps=16), PASS.PARAM "
+            "(spike_all.levels=8) or a PARAM only one pass has (masking_ratio=0.5); VALUE is YAML.",
+        ),
+    ] = None,
     input_shape: InputShape = None,
     batch_axis: BatchAxis = None,
     model_factory: ModelFactoryOpt = None,
@@ -293,6 +326,7 @@ def convert(
         input_shapes=_parse_shapes(input_shape),
         batch_axes=_parse_axes(batch_axis),
         factory=_parse_factory(model_factory, model_kwargs),
+        overrides=set_ or (),
     )
     out.print(
         f"[bold]{s['recipe']}[/] ({s['coding']} coding): {s['neurons']} neuron layers, "

@@ -3,6 +3,8 @@ the pass registry's schemas before anything runs. Errors give the field path."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -57,8 +59,8 @@ def builtin_recipes() -> dict[str, Path]:
     return {Path(str(p)).stem: Path(str(p)) for p in d.iterdir() if str(p).endswith(".yaml")}
 
 
-def load_recipe(name_or_path: str) -> Recipe:
-    """A built-in recipe by name, or a YAML file path."""
+def load_recipe(name_or_path: str, overrides: Sequence[str] = ()) -> Recipe:
+    """A built-in recipe by name, or a YAML file path, with `--set KEY=VALUE` overrides applied."""
     builtin = builtin_recipes()
     if name_or_path in builtin:
         path = builtin[name_or_path]
@@ -74,7 +76,97 @@ def load_recipe(name_or_path: str) -> Recipe:
         raise InputError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a recipe (not a UTF-8 text file)") from None
-    return parse_recipe(data, str(path))
+    recipe = parse_recipe(data, str(path))  # the file's own errors first, named as the file's
+    if not overrides:
+        return recipe
+    return parse_recipe(apply_overrides(data, overrides, str(path)), f"{path} with --set")
+
+
+# Top-level fields `--set` may change; the pass list is the recipe's structure, not a setting.
+SETTABLE_TOP = tuple(k for k in TOP_KEYS if k not in ("passes", "simulate", "energy"))
+
+
+def _settable_keys(data: dict[str, Any]) -> list[str]:
+    """Every key `--set` accepts on this recipe, for the error that lists them."""
+    keys = [*SETTABLE_TOP, *(f"simulate.{k}" for k in SIM_KEYS), *(f"energy.{k}" for k in ENERGY_KEYS)]
+    for pname, _ in _pass_entries(data):
+        keys += [f"{pname}.{k}" for k in PASSES[pname].params]
+    return keys
+
+
+def _pass_entries(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [next(iter(e.items())) for e in data["passes"]]
+
+
+def _resolve(data: dict[str, Any], key: str) -> tuple[dict[str, Any], str]:
+    """The mapping and field a `--set` key names: a top-level field, simulate.X / energy.X, PASS.PARAM,
+    or a bare PARAM that exactly one of the recipe's passes has."""
+    name = data["name"]
+    entries = _pass_entries(data)
+    head, dot, tail = key.partition(".")
+    if dot and head in ("simulate", "energy"):
+        return data.setdefault(head, {}), tail
+    if dot:
+        at = [i for i, (pname, _) in enumerate(entries) if pname == head]
+        if not at:
+            raise InputError(
+                f"--set {key}: recipe '{name}' has no pass '{head}' (its passes: "
+                f"{', '.join(p for p, _ in entries)})"
+            )
+        if len(at) > 1:
+            raise InputError(f"--set {key}: recipe '{name}' runs pass '{head}' {len(at)} times; write a YAML")
+        schema = PASSES[head].params
+        if tail not in schema:
+            raise InputError(
+                f"--set {key}: pass '{head}' has no parameter '{tail}' (its parameters: "
+                f"{', '.join(sorted(schema)) or 'none'})"
+            )
+        return entries[at[0]][1], tail
+    found: list[tuple[str, dict[str, Any]]] = [("", data)] if key in SETTABLE_TOP else []
+    found += [(f"{pname}.{key}", params) for pname, params in entries if key in PASSES[pname].params]
+    if len(found) > 1:
+        raise InputError(
+            f"--set {key}: ambiguous in recipe '{name}'; write one of "
+            + ", ".join(where or key for where, _ in found)
+        )
+    if not found:
+        raise InputError(
+            f"--set {key}: not a setting of recipe '{name}' (settable: {', '.join(_settable_keys(data))})"
+        )
+    return found[0][1], key
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str) -> dict[str, Any]:
+    """A copy of a recipe's raw mapping with each `KEY=VALUE` applied, VALUE read as a YAML scalar.
+
+    Applied to the mapping, not to a parsed Recipe, so that parse_recipe's checks (types, ranges,
+    choices, codings) judge an overridden value exactly as they judge one written in a YAML; each
+    override is checked as it is applied, so the error names the `--set` that broke the recipe.
+    """
+    out = copy.deepcopy(data)
+    # every pass as {name: {params}}, so that a parameter can be added to a pass written bare
+    out["passes"] = [
+        {e: {}} if isinstance(e, str) else {k: dict(v or {}) for k, v in e.items()} for e in out["passes"]
+    ]
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(
+                f"--set {item!r}: expected KEY=VALUE (for example timesteps=16 or spike_all.levels=8)"
+            )
+        if key == "passes":
+            raise InputError("--set passes: the pass list is not a setting; write a recipe YAML to change it")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise InputError(
+                f"--set {key}: value {raw!r} is not valid YAML ({str(e).splitlines()[0]})"
+            ) from None
+        target, fld = _resolve(out, key)
+        target[fld] = value
+        parse_recipe(out, f"{source} with --set {key}={raw}")
+    return out
 
 
 def _type_name(k) -> str:
