@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import hashlib
 import io
+import itertools
 import json
 import logging
 import math
@@ -182,29 +183,36 @@ TEXT_VOCAB = 64
 TEXT_LENGTH = 32
 TEXT_KEYS = 8  # tokens 1..8 are keys; 0 is unused (no padding: every sequence is full length)
 TEXT_FILLER = TEXT_KEYS + 1  # tokens 9..63 are filler
-TEXT_MIN_GAP = 8  # the two keys are at least this many positions apart
+TEXT_ORDER = 3  # keys per sequence; the label is the order they come in, one of 3! = 6 classes
+TEXT_MIN_GAP = 6  # consecutive keys are at least this many positions apart
+TEXT_CLASSES = math.factorial(TEXT_ORDER)
 TEXT_TRAIN, TEXT_TEST = 8192, 1024
 TEXT_TASK = (
     f"x: {TEXT_LENGTH} int64 tokens in [0, {TEXT_VOCAB}); filler tokens {TEXT_FILLER}..{TEXT_VOCAB - 1} "
-    f"drawn uniformly, then two distinct key tokens a < b from 1..{TEXT_KEYS} put at two positions at "
-    f"least {TEXT_MIN_GAP} apart, in random order; y = 1 if a comes before b, else 0. Swapping the two "
-    "keys keeps the bag of tokens and flips the label, and both orders are equally likely, so any "
-    "bag-of-words model scores exactly chance: the label needs positions of tokens far apart."
+    f"drawn uniformly, then {TEXT_ORDER} distinct key tokens k0 < k1 < k2 from 1..{TEXT_KEYS} put at "
+    f"positions at least {TEXT_MIN_GAP} apart in one of the {TEXT_CLASSES} orders; y = the index of that "
+    "order in itertools.permutations(range(3)) (0: k0 k1 k2, ..., 5: k2 k1 k0). Every order of the same "
+    "keys has the same bag of tokens and is equally likely, so any bag-of-words model scores exactly "
+    "chance (1/6): the label needs the positions of tokens far apart."
 )
 
 
 def make_text_task(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Sequences of the key-order task (TEXT_TASK), drawn from `rng`."""
     x = rng.integers(TEXT_FILLER, TEXT_VOCAB, size=(n, TEXT_LENGTH), dtype=np.int64)
-    pairs = np.array(
-        [(p, q) for p in range(TEXT_LENGTH) for q in range(p + TEXT_MIN_GAP, TEXT_LENGTH)], dtype=np.int64
+    slots = np.array(
+        [
+            c
+            for c in itertools.combinations(range(TEXT_LENGTH), TEXT_ORDER)
+            if min(np.diff(c)) >= TEXT_MIN_GAP
+        ],
+        dtype=np.int64,
     )
-    first, second = pairs[rng.integers(0, len(pairs), size=n)].T
-    keys = np.sort(np.argsort(rng.random((n, TEXT_KEYS)), axis=1)[:, :2], axis=1) + 1  # a < b, distinct
-    y = rng.integers(0, 2, size=n, dtype=np.int64)  # 1: the smaller key comes first
-    rows = np.arange(n)
-    x[rows, first] = np.where(y == 1, keys[:, 0], keys[:, 1])
-    x[rows, second] = np.where(y == 1, keys[:, 1], keys[:, 0])
+    at = slots[rng.integers(0, len(slots), size=n)]  # [n, ORDER] ascending positions
+    keys = np.sort(np.argsort(rng.random((n, TEXT_KEYS)), axis=1)[:, :TEXT_ORDER], axis=1) + 1
+    y = rng.integers(0, TEXT_CLASSES, size=n, dtype=np.int64)
+    order = np.array(list(itertools.permutations(range(TEXT_ORDER))), dtype=np.int64)[y]
+    x[np.arange(n)[:, None], at] = np.take_along_axis(keys, order, axis=1)
     return x, y
 
 
@@ -247,7 +255,7 @@ DATASETS: dict[str, DatasetSpec] = {
         {"calib": "text_calib.npz", "test": "text_test.npz"},
         (TEXT_LENGTH,),
         torch.int64,
-        2,
+        TEXT_CLASSES,
         {
             "source": "synthetic key-order task, tools/train_zoo.py make_text_task",
             "task": TEXT_TASK,

@@ -144,7 +144,8 @@ class DigitsCNN(nn.Module):
 class TextTransformer(nn.Module):
     """Shaped like Mueller et al. 2021's IMDB classifier: token embedding plus learned positions, pre-LN
     encoder blocks with a ReLU feed-forward (the only non-linearity their conversion spikes), mean pooling
-    over the tokens and a linear head. Sized for tools/train_zoo.py's key-order task (64 tokens, length 32)."""
+    over the tokens and a linear head. Sized for tools/train_zoo.py's key-order task (64 tokens, length 32,
+    6 classes)."""
 
     def __init__(
         self,
@@ -154,7 +155,7 @@ class TextTransformer(nn.Module):
         depth: int = 2,
         heads: int = 2,
         hidden: int = 64,
-        num_classes: int = 2,
+        num_classes: int = 6,  # tools/train_zoo.py's TEXT_CLASSES: the 3! orders of three keys
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
