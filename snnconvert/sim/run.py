@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,9 +19,24 @@ from snnconvert.errors import InputError, UnsupportedModelError
 from snnconvert.ir.execute import Executor, sample_rows
 from snnconvert.ir.graph import MASK_FLOOR, Graph
 from snnconvert.ir.registry import EVALUATIONS, get
+from snnconvert.sim.budget import Plan, current_rss, footprint, parse_budget, plan
 from snnconvert.sim.simulator import Sig, Simulator, internal_records, is_spike_record
 
 MAX_TIMESTEPS = 100_000
+
+
+def fid_sums(s: torch.Tensor, a: torch.Tensor) -> np.ndarray:
+    """[s.a, s.s, a.a, (s-a).(s-a)] in float64, over the entries that hold data."""
+    # sums accumulated in float64 without float64 copies of whole activations (ViT-Base's
+    # attention maps made the copies cost more than the layers)
+    s, a = s.float(), a.float()
+    if bool((a <= MASK_FLOOR).any()):  # masked entries hold no data
+        keep = a > MASK_FLOOR
+        s, a = s[keep], a[keep]
+    d = s - a
+    return np.array(
+        [float(torch.sum(x * y, dtype=torch.float64)) for x, y in ((s, a), (s, s), (a, a), (d, d))]
+    )
 
 
 @dataclass
@@ -31,17 +47,13 @@ class _Fid:
     dd: float = 0.0
 
     def add(self, s: torch.Tensor, a: torch.Tensor) -> None:
-        # sums accumulated in float64 without float64 copies of whole activations (ViT-Base's
-        # attention maps made the copies cost more than the layers)
-        s, a = s.float(), a.float()
-        if bool((a <= MASK_FLOOR).any()):  # masked entries hold no data
-            keep = a > MASK_FLOOR
-            s, a = s[keep], a[keep]
-        self.dot += float(torch.sum(s * a, dtype=torch.float64))
-        self.ss += float(torch.sum(s * s, dtype=torch.float64))
-        self.aa += float(torch.sum(a * a, dtype=torch.float64))
-        d = s - a
-        self.dd += float(torch.sum(d * d, dtype=torch.float64))
+        self.absorb(fid_sums(s, a))
+
+    def absorb(self, v: np.ndarray) -> None:
+        self.dot += float(v[0])
+        self.ss += float(v[1])
+        self.aa += float(v[2])
+        self.dd += float(v[3])
 
     def cosine(self) -> float:
         if self.ss == 0 and self.aa == 0:
@@ -54,6 +66,17 @@ class _Fid:
         if self.aa == 0:
             return 0.0 if self.dd == 0 else float("inf")
         return math.sqrt(self.dd / self.aa)
+
+
+@dataclass
+class BatchPart:
+    """One batch's contribution, kept apart so that processes that ran different batches merge into
+    exactly the floats one process gets (the same sums, added in batch order)."""
+
+    index: int
+    out: np.ndarray  # [T, 4] output fidelity sums per step
+    layers: np.ndarray  # [L, 4] per-layer fidelity sums at T
+    counts: np.ndarray  # [2T + 3]: snn_correct per t, agree per t, ann_correct, limit_correct, limit_agree
 
 
 @dataclass
@@ -73,6 +96,21 @@ class SimResult:
     events: dict[str, torch.Tensor] = field(default_factory=dict)  # per-element event totals
     static: dict[str, bool] = field(default_factory=dict)
     classified: bool = False  # the output is [N, classes]: agreement of argmax is meaningful
+    plan: Plan | None = None
+    processes: int = 1
+
+    def absorb(self, part: BatchPart) -> None:
+        T = self.timesteps
+        for f, v in zip(self.out_fid, part.out, strict=True):
+            f.absorb(v)
+        for f, v in zip(self.layer_fid.values(), part.layers, strict=True):
+            f.absorb(v)
+        c = part.counts
+        self.snn_correct += c[:T]
+        self.agree += c[T : 2 * T]
+        self.ann_correct += int(c[2 * T])
+        self.limit_correct += int(c[2 * T + 1])
+        self.limit_agree += int(c[2 * T + 2])
 
 
 def check_timesteps(t: int) -> None:
@@ -80,6 +118,30 @@ def check_timesteps(t: int) -> None:
         raise InputError(f"--timesteps must be a positive integer, got {t}")
     if t > MAX_TIMESTEPS:
         raise InputError(f"--timesteps {t} is absurdly large (limit {MAX_TIMESTEPS})")
+
+
+def _output_rows(g: Graph, name: str) -> tuple[int, ...]:
+    """The per-sample shape of an output once its batch-of-one axis is dropped (sample_rows)."""
+    shape = g.values[name].shape
+    a = g.batch_axis(name)
+    return tuple(shape) if a is None else tuple(shape[:a]) + tuple(shape[a + 1 :])
+
+
+def _check_labels(data: Dataset, g: Graph, n: int) -> None:
+    """Before any work: labels must fit the output (a process that failed alone would leave the
+    others of a distributed run waiting)."""
+    if data.labels is None:
+        return
+    out = g.outputs[0]
+    rows = _output_rows(g, out)
+    if len(rows) != 1:
+        raise InputError(
+            f"{data.path}: key 'y' holds class labels, but the model's output '{out}' has shape "
+            f"{list(g.values[out].shape)}, not [N, classes] (drop 'y' to compare outputs only)"
+        )
+    y = data.labels[:n]
+    if len(y) and (int(y.max()) >= rows[0] or int(y.min()) < 0):
+        raise InputError(f"{data.path}: labels outside [0, {rows[0] - 1}] (the model's classes)")
 
 
 def simulate(
@@ -91,74 +153,65 @@ def simulate(
     device: str = "cpu",
     analog_mode: str | None = None,
     samples: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[..., None] | None = None,
+    memory_budget: int | None = None,
+    time_chunk: int | None = None,
+    group: Any = None,
 ) -> SimResult:
+    """`progress(k, total=None)` advances by k samples (fractions while a batch is under way);
+    `memory_budget` in bytes (default: a quarter of memory); `time_chunk` fixes the steps per chunk
+    (default: from the budget); `group`, a torch.distributed process group, shares the batches out."""
     check_timesteps(timesteps)
     if batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {batch_size}")
     if samples is not None and samples <= 0:
         raise InputError(f"--samples must be positive, got {samples}")
+    if time_chunk is not None and time_chunk <= 0:
+        raise InputError(f"time chunk must be positive, got {time_chunk}")
     n = data.n if samples is None else min(samples, data.n)
+    _check_labels(data, snn, n)
     mode = analog_mode or snn.meta.get("analog_mode", "mean")
     sim = Simulator(snn, device=device, analog_mode=mode)
     ex = Executor(ann, device=device)
     lim = Executor(snn, device=device)
-    scale = snn.meta.get("value_scale", {})
     tracked = [
         o
         for nd in snn.nodes
         for o in nd.outputs
         if snn.values[o].dtype.startswith("float") and o in ann.values
     ]
-    res = SimResult(timesteps, n, data.labels is not None)
+    fp = footprint(snn, ann, tracked, set(sim.consts), current_rss())
+    budget = parse_budget(None) if memory_budget is None else memory_budget
+    p = plan(fp, n, batch_size, timesteps, budget, time_chunk)
+    rank, world = (0, 1) if group is None else (group.rank(), group.size())
+    batches = math.ceil(n / p.batch)
+    if batches < world:
+        raise InputError(
+            f"{n} samples in batches of {p.batch} make {batches} batch(es), fewer than the {world} "
+            "processes: lower --batch-size or launch fewer processes"
+        )
+    res = SimResult(timesteps, n, data.labels is not None, plan=p, processes=world)
     res.snn_correct = np.zeros(timesteps, dtype=np.int64)
     res.agree = np.zeros(timesteps, dtype=np.int64)
     res.out_fid = [_Fid() for _ in range(timesteps)]
     res.layer_fid = {o: _Fid() for o in tracked}
-    out_name = snn.outputs[0]
-    for _start, feeds, labels in data.batches(batch_size, n):
-        ann_vals = ex.run(feeds, keep=set(tracked))
-        ann_out = ann_vals[ann.outputs[0]]
+    rows = _output_rows(snn, snn.outputs[0])
+    res.classified = len(rows) == 1 and rows[0] > 1
+    mine = [b for b in range(batches) if b % world == rank]
+    if progress is not None:
+        progress(0, total=sum(min(p.batch, n - b * p.batch) for b in mine))
+    run = _BatchRun(sim, ex, lim, snn, ann, res, p.chunk, progress)
+    parts = []
+    for index, (_start, feeds, labels) in enumerate(data.batches(p.batch, n)):
+        if index % world == rank:
+            parts.append(run(index, feeds, labels))
+    if group is not None:
+        from snnconvert.sim.distributed import gather_parts, sum_events
 
-        def observe(name: str, sig: Sig, ann_vals=ann_vals) -> None:
-            if name not in res.layer_fid:
-                return
-            res.static[name] = sig.static
-            dec = sig.data if sig.static and sim.coding == "rate" else _decoded_at_end(sim, sig, timesteps)
-            dec = dec * float(scale.get(name, 1.0))
-            res.layer_fid[name].add(dec, ann_vals[name])
-
-        outs = sim.run_chunk(feeds, 0, timesteps, state={}, record=res.events, observe=observe)
-        lim_out = lim.run(feeds)[out_name]  # after the SNN's steps, which need only the ANN's values
-        dec, _ = sim.decode(outs[out_name], 0, timesteps, None)  # [T, B, *per-sample shape]
-        dec = sample_rows(snn, out_name, dec, lead=2)  # [T, B, classes] for a classifier
-        ann_out = sample_rows(ann, ann.outputs[0], ann_out)
-        lim_out = sample_rows(snn, out_name, lim_out)
-        for t in range(timesteps):
-            res.out_fid[t].add(dec[t], ann_out)
-        if labels is not None and dec.dim() != 3:
-            raise InputError(
-                f"{data.path}: key 'y' holds class labels, but the model's output '{out_name}' has shape "
-                f"{list(snn.values[out_name].shape)}, not [N, classes] (drop 'y' to compare outputs only)"
-            )
-        if dec.dim() == 3 and dec.shape[-1] > 1:  # [T, B, classes]: agreement of argmax per sample
-            res.classified = True
-            pred = dec.argmax(-1)  # [T, B]
-            ann_pred = ann_out.argmax(-1)
-            res.agree += (pred == ann_pred.unsqueeze(0)).reshape(timesteps, -1).sum(1).cpu().numpy()
-            lim_pred = lim_out.argmax(-1)
-            res.limit_agree += int((lim_pred == ann_pred).sum())
-            if labels is not None:
-                y = torch.from_numpy(labels).to(pred.device)
-                if int(y.max()) >= dec.shape[-1] or int(y.min()) < 0:
-                    raise InputError(
-                        f"{data.path}: labels outside [0, {dec.shape[-1] - 1}] (the model's classes)"
-                    )
-                res.snn_correct += (pred == y.unsqueeze(0)).reshape(timesteps, -1).sum(1).cpu().numpy()
-                res.ann_correct += int((ann_pred == y).sum())
-                res.limit_correct += int((lim_pred == y).sum())
-        if progress is not None:
-            progress(len(next(iter(feeds.values()))))
+        parts = gather_parts(parts, group)
+        sum_events(res.events, group)
+    for part in sorted(parts, key=lambda q: q.index):
+        res.absorb(part)
     for name, e in res.events.items():
         if not bool(torch.isfinite(e).all()):
             raise UnsupportedModelError(
@@ -168,11 +221,89 @@ def simulate(
     return res
 
 
-def _decoded_at_end(sim: Simulator, sig: Sig, timesteps: int) -> torch.Tensor:
-    if sig.static:  # count coding: arrived whole at step 1
-        return sig.data
-    total = sig.data.sum(0)
-    return total / timesteps if sim.coding == "rate" else total
+class _BatchRun:
+    """One batch: the ANN's output, the SNN chunk by chunk (its per-step metrics as they come, the
+    per-layer totals kept), then the layers against the ANN and the limit run."""
+
+    def __init__(self, sim, ex, lim, snn, ann, res: SimResult, chunk: int, progress) -> None:
+        self.sim, self.ex, self.lim, self.snn, self.ann, self.res = sim, ex, lim, snn, ann, res
+        self.chunk = chunk
+        self.progress = progress
+        self.scale = snn.meta.get("value_scale", {})
+        self.layer_index = {name: i for i, name in enumerate(res.layer_fid)}
+
+    def _tick(self, k: float) -> None:
+        if self.progress is not None:
+            self.progress(k)
+
+    def __call__(self, index: int, feeds: dict, labels: np.ndarray | None) -> BatchPart:
+        sim, snn, ann, res = self.sim, self.snn, self.ann, self.res
+        T = res.timesteps
+        b = len(next(iter(feeds.values())))
+        share = b / (T + 2)  # progress: T steps, the ANN and the limit run, per sample
+        out_name = snn.outputs[0]
+        keep = set(self.layer_index) if res.plan.keep_ann else None
+        ann_vals = self.ex.run(feeds, keep=keep)
+        ann_out = sample_rows(ann, ann.outputs[0], ann_vals[ann.outputs[0]])
+        self._tick(share)
+        counts = np.zeros(2 * T + 3, dtype=np.int64)
+        out = np.zeros((T, 4))
+        ann_pred = ann_out.argmax(-1) if res.classified else None
+        y = None if labels is None else torch.from_numpy(labels).to(ann_out.device)
+        totals: dict[str, torch.Tensor] = {}
+
+        def observe(name: str, sig: Sig) -> None:
+            if name not in self.layer_index:
+                return
+            res.static[name] = sig.static
+            if sig.static:  # the same value at every step (rate) / all of it at step 1 (count)
+                totals[name] = sig.data
+            else:
+                tot = sig.data.sum(0)
+                totals[name] = totals[name] + tot if name in totals else tot
+
+        state: dict[str, torch.Tensor] = {}
+        prev = None
+        for t0 in range(0, T, self.chunk):
+            k = min(self.chunk, T - t0)
+            outs = sim.run_chunk(feeds, t0, k, state, record=res.events, observe=observe)
+            dec, prev = sim.decode(outs[out_name], t0, k, prev)
+            dec = sample_rows(snn, out_name, dec, lead=2)  # [k, B, classes] for a classifier
+            for j in range(k):
+                out[t0 + j] = fid_sums(dec[j], ann_out)
+            if res.classified:
+                pred = dec.argmax(-1)  # [k, B]
+                counts[T + t0 : T + t0 + k] = (pred == ann_pred.unsqueeze(0)).sum(1).cpu().numpy()
+                if y is not None:
+                    counts[t0 : t0 + k] = (pred == y.unsqueeze(0)).sum(1).cpu().numpy()
+            self._tick(share * k)
+        del state, outs
+        layers = np.zeros((len(self.layer_index), 4))
+
+        def compare(name: str, a: torch.Tensor) -> None:
+            if name not in totals:
+                return
+            s = totals.pop(name)
+            if not (res.static.get(name) or sim.coding == "count"):
+                s = s / T  # a rate-coded stream's mean over the steps
+            layers[self.layer_index[name]] = fid_sums(s * float(self.scale.get(name, 1.0)), a)
+
+        if keep is None:
+            self.ex.run(feeds, observe=compare)
+        else:
+            for name in list(totals):
+                compare(name, ann_vals[name])
+        del ann_vals
+        self._tick(share / 2)
+        lim_out = sample_rows(snn, out_name, self.lim.run(feeds)[out_name])
+        if res.classified:
+            lim_pred = lim_out.argmax(-1)
+            counts[2 * T + 2] = int((lim_pred == ann_pred).sum())
+            if y is not None:
+                counts[2 * T] = int((ann_pred == y).sum())
+                counts[2 * T + 1] = int((lim_pred == y).sum())
+        self._tick(share / 2)
+        return BatchPart(index, out, layers, counts)
 
 
 def result_json(res: SimResult, snn: Graph) -> dict:
@@ -225,6 +356,8 @@ def result_json(res: SimResult, snn: Graph) -> dict:
     # what the SNN converges to as T grows (the converted graph run as a network): separates the
     # loss the conversion itself causes from the loss of too few timesteps
     j["limit_agreement"] = res.limit_agree / n if res.classified else None
+    # how it ran (not what it found: the numbers above do not depend on these)
+    j["execution"] = {**(res.plan.to_json() if res.plan else {}), "processes": res.processes}
     if res.labelled:
         j["ann_accuracy"] = res.ann_correct / n
         j["snn_accuracy"] = [float(c) / n for c in res.snn_correct]

@@ -1,0 +1,90 @@
+"""`simulate` across processes launched by torchrun: each process runs every WORLD_SIZE-th batch,
+then the per-batch sums are gathered and added in batch order (the same floats as one process)
+and the event counts summed (integers held in float32, exact below 2**24 per element).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from snnconvert.errors import InputError
+
+
+def process_group(device: str = "cpu") -> Any:
+    """The default process group when launched by torchrun with more than one process, else None.
+    gloo on CPU, nccl on CUDA (where each process takes the GPU of its LOCAL_RANK)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise InputError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    if not dist.is_initialized():
+        cuda = device.startswith("cuda")
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return dist.group.WORLD
+
+
+def _comm_device(group: Any) -> torch.device:
+    import torch.distributed as dist
+
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend(group) == "nccl"
+        else torch.device("cpu")
+    )
+
+
+def gather_parts(parts: list, group: Any) -> list:
+    """Every process's BatchParts, on every process."""
+    import torch.distributed as dist
+
+    from snnconvert.sim.run import BatchPart
+
+    first = parts[0]
+    T, L = first.out.shape[0], first.layers.shape[0]
+    rows = np.stack(
+        [
+            np.concatenate([[q.index], q.out.ravel(), q.layers.ravel(), q.counts.astype(np.float64)])
+            for q in parts
+        ]
+    )
+    dev = _comm_device(group)
+    local = torch.from_numpy(rows).to(dev)
+    most = torch.tensor([len(parts)], device=dev)
+    dist.all_reduce(most, op=dist.ReduceOp.MAX, group=group)
+    pad = torch.full((int(most) - len(parts), rows.shape[1]), -1.0, dtype=torch.float64, device=dev)
+    local = torch.cat([local, pad])
+    every = [torch.empty_like(local) for _ in range(group.size())]
+    dist.all_gather(every, local, group=group)
+    out = []
+    for r in torch.cat(every).cpu().numpy():
+        if r[0] < 0:
+            continue
+        o = 1 + 4 * T
+        out.append(
+            BatchPart(
+                int(r[0]),
+                r[1:o].reshape(T, 4),
+                r[o : o + 4 * L].reshape(L, 4),
+                r[o + 4 * L :].astype(np.int64),
+            )
+        )
+    return out
+
+
+def sum_events(events: dict[str, torch.Tensor], group: Any) -> None:
+    """Per-element event totals summed over the processes, in place."""
+    import torch.distributed as dist
+
+    dev = _comm_device(group)
+    for k in sorted(events):
+        t = events[k].contiguous().to(dev)
+        dist.all_reduce(t, group=group)
+        events[k] = t.to(events[k].device)
