@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from snnconvert.zoo.vit_spike_attention import DigitsSDSAViT, DigitsSSAViT
+
 IMAGE_SIZE = 8
 NUM_CLASSES = 10
 
@@ -175,6 +177,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "mlp": DigitsMLP,
     "cnn": DigitsCNN,
     "text": TextTransformer,
+    "vit_ssa": DigitsSSAViT,
+    "vit_sdsa": DigitsSDSAViT,
 }
 
 
