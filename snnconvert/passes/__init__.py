@@ -8,6 +8,7 @@ from snnconvert.passes.registry import PASSES, Param, PassContext, PassDef, regi
 
 # the passes register themselves on import
 from snnconvert.passes import fold, normalize, softmax, spikify  # noqa: F401  isort: skip
+from snnconvert.passes import spike_attention  # noqa: F401  isort: skip
 from snnconvert.passes import qcfs  # noqa: F401  isort: skip
 
 __all__ = ["PASSES", "Param", "PassContext", "PassDef", "register_pass", "run_pass"]
