@@ -8,9 +8,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from snnconvert.ir.registry import Attr, OpDef, numel, register
+from snnconvert.ir.registry import Attr, OpDef, broadcasts_leading, numel, register
 
 INTS = (list, tuple)
+
+
+_EW = {"leading_axes": broadcasts_leading}
 
 
 def _elementwise(kind: str, per: int = 1):
@@ -51,6 +54,7 @@ register(
     OpDef(
         "Linear",
         _linear,
+        leading_axes=lambda a, r, b: b[0] and not any(b[1:]),  # x [..., in] @ W: any leading axes
         cost=_linear_cost,
         affine_in=_first_only,
         synaptic=True,
@@ -69,6 +73,8 @@ register(
     OpDef(
         "MatMul",
         lambda a, x, y: torch.matmul(x, y),
+        # matmul broadcasts the axes before the last two, right-aligned (a 1-D operand is a vector)
+        leading_axes=lambda a, r, b: min(r) >= 2 and broadcasts_leading(a, r, b),
         cost=_matmul_cost,
         affine_in=_exactly_one,
         synaptic=True,
@@ -124,21 +130,24 @@ register(
 # sums of spike trains are spike trains, one accumulate per event; a product with a constant scales
 # events (Mul by either operand, Div only as x / constant: see `affine_in`)
 _SUM = {"keeps_spikes": True, "accumulates_once": True}
-register(OpDef("Add", lambda a, x, y: x + y, cost=_elementwise("add"), affine_in=_any, **_SUM))
-register(OpDef("Sub", lambda a, x, y: x - y, cost=_elementwise("add"), affine_in=_any, **_SUM))
+register(OpDef("Add", lambda a, x, y: x + y, **_EW, cost=_elementwise("add"), affine_in=_any, **_SUM))
+register(OpDef("Sub", lambda a, x, y: x - y, **_EW, cost=_elementwise("add"), affine_in=_any, **_SUM))
 register(
     OpDef(
         "Mul",
         lambda a, x, y: x * y,
+        **_EW,
         cost=_elementwise("mul"),
         affine_in=_exactly_one,
         scaling=True,
         accumulates_once=True,
     )
 )
-register(OpDef("Div", lambda a, x, y: x / y, cost=_elementwise("div"), affine_in=_first_only, scaling=True))
-register(OpDef("Pow", lambda a, x, y: torch.pow(x, y), cost=_elementwise("mul")))
-register(OpDef("Equal", lambda a, x, y: torch.eq(x, y), cost=_elementwise("cmp"), selects=True))
+register(
+    OpDef("Div", lambda a, x, y: x / y, **_EW, cost=_elementwise("div"), affine_in=_first_only, scaling=True)
+)
+register(OpDef("Pow", lambda a, x, y: torch.pow(x, y), **_EW, cost=_elementwise("mul")))
+register(OpDef("Equal", lambda a, x, y: torch.eq(x, y), **_EW, cost=_elementwise("cmp"), selects=True))
 register(
     OpDef(
         "Where",
@@ -150,14 +159,23 @@ register(
 )
 
 # -- elementwise unary -------------------------------------------------------------------------------
-register(OpDef("Sqrt", lambda a, x: torch.sqrt(x), cost=_elementwise("sqrt")))
-register(OpDef("Erf", lambda a, x: torch.erf(x), cost=_elementwise("exp"), activation=True))  # exported GELU
-register(OpDef("Tanh", lambda a, x: torch.tanh(x), cost=_elementwise("exp"), activation=True))
-register(OpDef("Sigmoid", lambda a, x: torch.sigmoid(x), cost=_elementwise("exp"), activation=True))
-register(OpDef("Exp", lambda a, x: torch.exp(x), cost=_elementwise("exp")))
-register(OpDef("Neg", lambda a, x: -x, cost=_elementwise("add"), affine_in=_any, **_SUM))
+register(OpDef("Sqrt", lambda a, x: torch.sqrt(x), **_EW, cost=_elementwise("sqrt")))
 register(
-    OpDef("Relu", lambda a, x: torch.relu(x), cost=_elementwise("cmp"), spike_source=True, activation=True)
+    OpDef("Erf", lambda a, x: torch.erf(x), **_EW, cost=_elementwise("exp"), activation=True)
+)  # exported GELU
+register(OpDef("Tanh", lambda a, x: torch.tanh(x), **_EW, cost=_elementwise("exp"), activation=True))
+register(OpDef("Sigmoid", lambda a, x: torch.sigmoid(x), **_EW, cost=_elementwise("exp"), activation=True))
+register(OpDef("Exp", lambda a, x: torch.exp(x), **_EW, cost=_elementwise("exp")))
+register(OpDef("Neg", lambda a, x: -x, **_EW, cost=_elementwise("add"), affine_in=_any, **_SUM))
+register(
+    OpDef(
+        "Relu",
+        lambda a, x: torch.relu(x),
+        **_EW,
+        cost=_elementwise("cmp"),
+        spike_source=True,
+        activation=True,
+    )
 )
 register(
     OpDef(
@@ -165,6 +183,7 @@ register(
         lambda a, x: x if a["min"] is None and a["max"] is None else torch.clamp(x, a["min"], a["max"]),
         attrs={"min": Attr((int, float, type(None)), None), "max": Attr((int, float, type(None)), None)},
         cost=_elementwise("cmp", 2),
+        **_EW,
     )
 )
 register(
@@ -173,6 +192,7 @@ register(
         lambda a, x: F.gelu(x, approximate=a["approximate"]),
         attrs={"approximate": Attr(str, "none")},
         cost=_elementwise("exp"),
+        **_EW,
         activation=True,
     )
 )
@@ -188,6 +208,7 @@ register(
     OpDef(
         "Softmax",
         lambda a, x: torch.softmax(x, dim=a["axis"]),
+        leading_axes=lambda a, r, b: a["axis"] < 0,
         attrs={"axis": Attr(int, -1)},
         cost=_softmax_cost,
         normalization=True,
@@ -212,6 +233,7 @@ register(
     OpDef(
         "LayerNorm",
         _layernorm,
+        leading_axes=lambda a, r, b: a["axis"] < 0 and not any(b[1:]),
         attrs={"axis": Attr(int, -1), "epsilon": Attr(float, 1e-5)},
         cost=_layernorm_cost,
         normalization=True,
