@@ -293,14 +293,21 @@ def run_simulation(
     samples: int | None = None,
     analog_mode: str | None = None,
     progress: Callable[..., None] | None = None,  # progress(done, total=None)
+    memory_budget: str | None = None,  # "6G", "512M"; default a quarter of memory
+    time_chunk: int | None = None,
 ) -> dict[str, Any]:
+    """`simulate`; launched by torchrun (WORLD_SIZE > 1), the processes share the batches out and
+    the first one writes the merged result."""
     import numpy as np
 
     from snnconvert.atomic import atomic_path
     from snnconvert.data.files import load_dataset
+    from snnconvert.sim.budget import parse_budget
+    from snnconvert.sim.distributed import process_group
     from snnconvert.sim.run import check_timesteps, result_json, simulate
 
     check_timesteps(timesteps)
+    budget = parse_budget(memory_budget)
     if device.startswith("cuda"):
         import torch
 
@@ -308,22 +315,27 @@ def run_simulation(
             raise InputError("--device cuda: no CUDA device is available here")
     snn, ann = load_snn(snn_dir)
     ds = load_dataset(data, snn)
-    if progress is not None:
-        progress(0, total=ds.n if samples is None else min(samples, ds.n))
-    res = simulate(
-        snn,
-        ann,
-        ds,
-        timesteps,
-        batch_size=batch_size,
-        device=device,
-        analog_mode=analog_mode,
-        samples=samples,
-        progress=progress,
-    )
+    with process_group(device) as group:
+        rank = 0 if group is None else group.rank()
+        res = simulate(
+            snn,
+            ann,
+            ds,
+            timesteps,
+            batch_size=batch_size,
+            device=device,
+            analog_mode=analog_mode,
+            samples=samples,
+            progress=progress if rank == 0 else None,
+            memory_budget=budget,
+            time_chunk=time_chunk,
+            group=group,
+        )
     j = result_json(res, snn)
     j["data"] = Path(data).name
     j["analog_mode"] = analog_mode or snn.meta.get("analog_mode", "mean")
+    if rank != 0:
+        return j  # the first process writes
     d = Path(snn_dir)
     with atomic_path(d / "events.npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, **{k: (v / res.samples).cpu().numpy() for k, v in sorted(res.events.items())})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -350,8 +351,16 @@ def simulate(
     analog_mode: Annotated[
         str | None, typer.Option("--analog-mode", help="mean or step (rate coding).")
     ] = None,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-budget",
+            help="Memory to plan batches and time chunks for, e.g. 6G or 512M [default: a quarter of RAM].",
+        ),
+    ] = None,
 ) -> None:
-    """Run the SNN for T steps against the ANN on the same data: accuracy per step, spikes per layer."""
+    """Run the SNN for T steps against the ANN on the same data: accuracy per step, spikes per layer.
+    Launched by torchrun, the processes share the batches and the first one writes the result."""
     from snnconvert.api import run_simulation
     from snnconvert.errors import InputError
     from snnconvert.report.simulation import print_simulation
@@ -376,7 +385,10 @@ def simulate(
             samples=samples,
             analog_mode=analog_mode,
             progress=tick,
+            memory_budget=memory_budget,
         )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # one report from a torchrun launch: the first process's
     print_simulation(j, out)
     if plot is not None:
         from snnconvert.report.plots import plot_accuracy

@@ -6,6 +6,8 @@ and the event counts summed (integers held in float32, exact below 2**24 per ele
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -14,21 +16,30 @@ import torch
 from snnconvert.errors import InputError
 
 
-def process_group(device: str = "cpu") -> Any:
-    """The default process group when launched by torchrun with more than one process, else None.
-    gloo on CPU, nccl on CUDA (where each process takes the GPU of its LOCAL_RANK)."""
+@contextmanager
+def process_group(device: str = "cpu") -> Iterator[Any]:
+    """The default process group when launched by torchrun with more than one process, else None;
+    gloo on CPU, nccl on CUDA (each process on the GPU of its LOCAL_RANK). A group made here is
+    destroyed on the way out: left to the interpreter's exit, gloo aborted a process now and then."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
+        yield None
+        return
     import torch.distributed as dist
 
     if not dist.is_available():
         raise InputError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
-    if not dist.is_initialized():
-        cuda = device.startswith("cuda")
-        if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return dist.group.WORLD
+    if dist.is_initialized():  # the caller's group: theirs to end
+        yield dist.group.WORLD
+        return
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    try:
+        yield dist.group.WORLD
+        dist.barrier()  # nobody leaves while another still gathers
+    finally:
+        dist.destroy_process_group()
 
 
 def _comm_device(group: Any) -> torch.device:

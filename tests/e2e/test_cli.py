@@ -268,4 +268,6 @@ def test_simulate_progress_knows_its_total_before_the_first_step(pipeline, tmp_p
         progress=lambda k, total=None: calls.append((k, total)),
     )  # fmt: skip
     assert calls[0] == (0, SAMPLES)
-    assert sum(k for k, _ in calls) == SAMPLES and len(calls) == 1 + -(-SAMPLES // 40)
+    # it moves within a batch too (the ANN, each chunk of steps, the limit run), ending at the total
+    assert sum(k for k, _ in calls) == pytest.approx(SAMPLES)
+    assert len(calls) > 1 + 2 * -(-SAMPLES // 40)
