@@ -172,6 +172,8 @@ class TextTransformer(nn.Module):
         return self.head(h.mean(dim=1))
 
 
+from snnconvert.zoo.vit_qcfs import DigitsViTQCFS  # noqa: E402  (it builds on DigitsViT above)
+
 MODELS: dict[str, type[nn.Module]] = {
     "vit": DigitsViT,
     "mlp": DigitsMLP,
@@ -179,6 +181,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "text": TextTransformer,
     "vit_ssa": DigitsSSAViT,
     "vit_sdsa": DigitsSDSAViT,
+    "vit_qcfs": DigitsViTQCFS,
 }
 
 
