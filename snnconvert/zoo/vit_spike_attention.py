@@ -134,15 +134,20 @@ class _SpikeViT(nn.Module):
     block: type[nn.Module]
     spiking_residual: bool
 
-    def __init__(self, dim: int = 48, depth: int = 2, heads: int = 6, hidden: int = 96) -> None:
-        # imported here: models.py imports this module to list its classes in MODELS
-        from snnconvert.zoo.models import IMAGE_SIZE, NUM_CLASSES
-
+    def __init__(
+        self,
+        dim: int = 48,
+        depth: int = 2,
+        heads: int = 6,
+        hidden: int = 96,
+        image_size: int = 8,  # models.IMAGE_SIZE and NUM_CLASSES: not imported, as models.py
+        num_classes: int = 10,  # imports this module for its MODELS table
+    ) -> None:
         super().__init__()
-        tokens = (IMAGE_SIZE // PATCH) ** 2
+        tokens = (image_size // PATCH) ** 2
         self.stem = Stem(dim, tokens, relu_out=self.spiking_residual)
         self.blocks = nn.Sequential(*(self.block(dim, heads, hidden, tokens) for _ in range(depth)))
-        self.head = nn.Linear(dim, NUM_CLASSES)
+        self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.stem(x))

@@ -2,8 +2,8 @@
 the first 100 digits test samples at T = 24 (no training: the ONNX files are shipped).
 
 Both recipes are count-coded with binary spikes (one per step) up to L = 16 per neuron, so every
-neuron has settled by T = 24 (16 steps plus the depth's latency; measured on all 540 test samples:
-the accuracy is the same at T = 24, 32 and 64). A settled count-coded SNN is the ANN with its
+neuron has settled by T = 24, the recipes' own timesteps (16 steps plus the depth's latency;
+measured on all 540 test samples: the accuracy is the same from T = 20 to 64). A settled count-coded SNN is the ANN with its
 ReLUs quantised to L levels, so its accuracy must equal the `limit_accuracy` simulate reports,
 exactly; against the float ANN the quantisation moved 2 of 540 test predictions for each model
 (SSA: 537 vs 535 right, SDSA: 536 vs 538), so on 100 samples we allow 3 disagreements.
@@ -21,7 +21,7 @@ from snnconvert.api import energy_report, run_calibration, run_conversion, run_s
 DATA = resources.files("snnconvert") / "data"
 ZOO = resources.files("snnconvert") / "zoo"
 RECIPES = resources.files("snnconvert") / "recipes"
-T, SAMPLES = 24, 100
+T, SAMPLES = 24, 100  # the recipes' timesteps
 
 
 def converted(tmp_path, model: str, recipe: str, calib_samples: int = 128) -> dict:
