@@ -32,6 +32,9 @@ class NeuronKind:
     converges_to: Callable[..., torch.Tensor]
     # elementwise operations per neuron per step (integrate, compare, ...), for the energy count
     update_ops: dict[str, float] = field(default_factory=dict)
+    # never_negative(attrs): are its events never negative? Then the simulator counts them with one
+    # sum, not a sum of magnitudes (unknown: False, the count that is always right)
+    never_negative: Callable[[dict[str, Any]], bool] = lambda a: False
     doc: str = ""
 
 

@@ -259,7 +259,7 @@ class _BatchRun:
             if sig.static:  # the same value at every step (rate) / all of it at step 1 (count)
                 totals[name] = sig.data
             else:
-                tot = sig.data.sum(0)
+                tot = sig.data.sum(0) if sig.total is None else sig.total
                 totals[name] = totals[name] + tot if name in totals else tot
 
         state: dict[str, torch.Tensor] = {}

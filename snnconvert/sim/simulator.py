@@ -46,6 +46,9 @@ class Sig:
 
     data: torch.Tensor
     static: bool
+    # a stream's sum over the chunk's steps ([B, ...]) where the op had it for free (observers
+    # of whole runs read it instead of summing the stream again)
+    total: torch.Tensor | None = None
 
 
 def _fold(x: torch.Tensor) -> torch.Tensor:
@@ -59,21 +62,29 @@ def _unfold(x: torch.Tensor, tc: int) -> torch.Tensor:
 def running_total(x: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
     """prev + x[0] + ... + x[t] at every step t of the chunk, summed strictly step after step, so a
     run split into chunks gives the same floats as one chunk. (torch.cumsum over the leading axis
-    was 7x slower than these in-place adds on CPU, and a third of simulate's time.)"""
-    out = x.clone() if prev is None else x.to(torch.result_type(x, prev), copy=True)
-    if prev is not None:
-        out[0] += prev
+    was 7x slower than these adds on CPU, and a third of simulate's time.)"""
+    if x.shape[0] == 1:  # also what the portable artefact traces: no out= under vmap
+        return x.clone() if prev is None else x + prev
+    out = torch.empty(x.shape, dtype=x.dtype if prev is None else torch.result_type(x, prev), device=x.device)
+    if prev is None:
+        out[0] = x[0]
+    else:
+        torch.add(x[0], prev, out=out[0])
     for t in range(1, out.shape[0]):
-        out[t] += out[t - 1]
+        torch.add(out[t - 1], x[t], out=out[t])
     return out
 
 
 def increments(total: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
     """The step-by-step differences of a running total (the inverse of `running_total`)."""
-    out = total.clone()  # in place, not out=: the portable artefact runs this under vmap
-    out[1:] -= total[:-1]
-    if prev is not None:
-        out[0] -= prev
+    if total.shape[0] == 1:
+        return total.clone() if prev is None else total - prev
+    out = torch.empty_like(total)
+    if prev is None:
+        out[0] = total[0]
+    else:
+        torch.sub(total[0], prev, out=out[0])
+    torch.sub(total[1:], total[:-1], out=out[1:])
     return out
 
 
@@ -275,7 +286,7 @@ class Simulator:
                 run_total = f
             inc = increments(run_total, prev)
             state[key] = run_total[-1].clone()
-            outs.append(Sig(inc, False))
+            outs.append(Sig(inc, False, state[key] if prev is None else state[key] - prev))
         return outs
 
     def _neuron(self, n: Node, a: dict, ins: list[Sig], tc, steps, state, record) -> Sig:
@@ -287,11 +298,13 @@ class Simulator:
         s, new = kind.step(cur, theta, own, a)
         for k, v in new.items():
             state[f"{n.name}/{k}"] = v
+        unsigned = kind.never_negative(a)
+        per = s.sum(0) if unsigned else None  # events per sample over the chunk
         if record is not None:
-            ev = s.abs().sum(dim=(0, 1))
+            ev = per.sum(0) if unsigned else s.abs().sum(dim=(0, 1))
             name = n.outputs[0]
             record[name] = record[name] + ev if name in record else ev
-        return Sig(s * theta, False)
+        return Sig(s * theta, False, None if per is None else per * theta)
 
     # -- decoding ------------------------------------------------------------------------------------
     def decode(
