@@ -70,3 +70,23 @@ def test_ssa_reassociation_saves_attention_work_and_changes_no_prediction(tmp_pa
         acs[name] = sum(layer["snn_acs"] for layer in rep["layers"] if layer["op"] == "MatMul")
     assert runs["reassociated"]["sim"]["snn_accuracy"] == runs["plain"]["sim"]["snn_accuracy"]
     assert acs["reassociated"] < 0.75 * acs["plain"], acs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "model, recipe, at_16, at_24",
+    [("vit_ssa", "spikformer_ssa", 532, 537), ("vit_sdsa", "sdt_sdsa", 534, 536)],
+)
+def test_issue_target_on_all_test_digits(tmp_path, model, recipe, at_16, at_24):
+    """The issue's target, on all 540 test digits with the full calibration set: within 1.0 pp of
+    the ANN at the recipe's T = 24 and at T = 16. The exact counts are a regression check of our
+    own measurement (SSA ANN 535, SDSA ANN 538 right), one sample of slack for another CPU's
+    float rounding."""
+    onnx = ZOO / f"digits_{model}.onnx"
+    run_calibration(onnx, DATA / "digits_calib.npz", tmp_path / "c.json")
+    run_conversion(onnx, tmp_path / "c.json", recipe, tmp_path / "snn", portable=False)
+    j = run_simulation(tmp_path / "snn", DATA / "digits_test.npz", T)
+    right = [round(a * 540) for a in j["snn_accuracy"]]
+    for t, want in ((16, at_16), (24, at_24)):
+        assert j["ann_accuracy"] - j["snn_accuracy"][t - 1] <= 0.010 + 1e-9, (t, right[t - 1])
+        assert abs(right[t - 1] - want) <= 1, (t, right[t - 1])
