@@ -52,11 +52,9 @@ def _comm_device(group: Any) -> torch.device:
     )
 
 
-def gather_parts(parts: list, group: Any) -> list:
-    """Every process's BatchParts, on every process."""
+def gather_parts(parts: list, group: Any) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Every process's BatchParts (sim.run), on every process, as (index, out, layers, counts)."""
     import torch.distributed as dist
-
-    from snnconvert.sim.run import BatchPart
 
     first = parts[0]
     T, L = first.out.shape[0], first.layers.shape[0]
@@ -80,12 +78,7 @@ def gather_parts(parts: list, group: Any) -> list:
             continue
         o = 1 + 4 * T
         out.append(
-            BatchPart(
-                int(r[0]),
-                r[1:o].reshape(T, 4),
-                r[o : o + 4 * L].reshape(L, 4),
-                r[o + 4 * L :].astype(np.int64),
-            )
+            (int(r[0]), r[1:o].reshape(T, 4), r[o : o + 4 * L].reshape(L, 4), r[o + 4 * L :].astype(np.int64))
         )
     return out
 

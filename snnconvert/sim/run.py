@@ -208,7 +208,7 @@ def simulate(
     if group is not None:
         from snnconvert.sim.distributed import gather_parts, sum_events
 
-        parts = gather_parts(parts, group)
+        parts = [BatchPart(*q) for q in gather_parts(parts, group)]
         sum_events(res.events, group)
     for part in sorted(parts, key=lambda q: q.index):
         res.absorb(part)
