@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from snnconvert.zoo.vit_qcfs import DigitsViTQCFS
 from snnconvert.zoo.vit_spike_attention import DigitsSDSAViT, DigitsSSAViT
 
 IMAGE_SIZE = 8
@@ -171,8 +172,6 @@ class TextTransformer(nn.Module):
         h = self.norm(self.blocks(self.embed(x) + self.pos_embed))
         return self.head(h.mean(dim=1))
 
-
-from snnconvert.zoo.vit_qcfs import DigitsViTQCFS  # noqa: E402  (it builds on DigitsViT above)
 
 MODELS: dict[str, type[nn.Module]] = {
     "vit": DigitsViT,

@@ -10,7 +10,9 @@ and its output meets v's spikes in attn.v, a product with one spiking operand (a
 event), which the QCFS after it turns back into spikes. Putting a QCFS after the softmax too would
 quantise the attention weights themselves, L levels for weights that are mostly below 1/17 here.
 
-Import it through snnconvert.zoo.models (which registers it in MODELS): it builds on DigitsViT.
+The patches, CLS token and head are DigitsViT's (snnconvert/zoo/models.py), written out here rather
+than inherited: models.py registers this model in MODELS, and the package's modules may not import each
+other in a cycle.
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from snnconvert.zoo.models import Attention, DigitsViT
-
+IMAGE_SIZE, PATCH, NUM_CLASSES = 8, 2, 10
 LEVELS = 8  # QCFS quantisation levels L (an IF neuron reproduces the ANN exactly at T = L steps)
 # Random Spike Masking in training (MST masks in training and inference): the QCFS outputs that enter
 # a linear layer, an attention product or the softmax are dropped with this probability, the kept ones
@@ -58,15 +59,22 @@ class TokenBatchNorm(nn.BatchNorm1d):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
-class QCFSAttention(Attention):
+class QCFSAttention(nn.Module):
     """MST's attention: q, k, v spike (QCFS), the scaled scores spike, softmax, attn.v spikes, the
-    projection spikes."""
+    projection spikes. Written op by op (MatMul, Softmax) so the converter sees each product."""
 
     def __init__(self, dim: int, heads: int, tokens: int) -> None:
-        super().__init__(dim, heads, tokens)
+        super().__init__()
+        self.heads, self.head_dim, self.tokens = heads, dim // heads, tokens
+        self.scale = self.head_dim**-0.5
+        self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
         self.q_act, self.k_act, self.v_act = (QCFS(mask=TRAIN_MASK) for _ in range(3))
         self.score_act, self.ctx_act = QCFS(init=4.0, mask=TRAIN_MASK), QCFS(mask=TRAIN_MASK)
         self.out_act = QCFS()
+
+    def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
+        # explicit sizes except the batch: the exported Reshape carries a constant shape
+        return t.reshape(-1, self.tokens, self.heads, self.head_dim).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self._split_heads(self.q_act(self.q(x)))
@@ -96,10 +104,28 @@ class QCFSBlock(nn.Module):
         return x + self.act2(self.bn2(self.fc2(h)))
 
 
-class DigitsViTQCFS(DigitsViT):
-    """DigitsViT (same patches, CLS token and head) with MST's blocks and a BN + QCFS final norm."""
+class DigitsViTQCFS(nn.Module):
+    """DigitsViT's layout (2x2 patches, 16 tokens + CLS, learned positions, CLS head) with MST's blocks
+    and a BN + QCFS final norm."""
 
     def __init__(self, dim: int = 48, depth: int = 2, heads: int = 4, hidden: int = 96) -> None:
-        super().__init__(dim=dim, depth=depth, heads=heads, hidden=hidden)
+        super().__init__()
+        self.grid = IMAGE_SIZE // PATCH
+        self.num_patches = self.grid * self.grid
+        self.tokens = self.num_patches + 1
+        self.patch_embed = nn.Linear(PATCH * PATCH, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.tokens, dim))
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.blocks = nn.Sequential(*(QCFSBlock(dim, heads, hidden, self.tokens) for _ in range(depth)))
         self.norm = nn.Sequential(TokenBatchNorm(dim), QCFS())
+        self.head = nn.Linear(dim, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g, p = self.grid, PATCH
+        # [B,1,8,8] -> [B,16,4]: patches by Reshape/Transpose, as DigitsViT cuts them
+        patches = x.reshape(-1, 1, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, self.num_patches, p * p)
+        tokens = self.patch_embed(patches)
+        h = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1) + self.pos_embed
+        return self.head(self.norm(self.blocks(h))[:, 0])

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from helpers import assert_portable_matches_simulator
 
 from snnconvert.api import load_snn, run_calibration, run_conversion, run_energy_report, run_simulation
 from snnconvert.passes.recipe import builtin_recipes
@@ -66,3 +68,14 @@ def test_random_spike_masking_delivers_fewer_spikes_and_accumulates(converted):
         run_simulation(d, TEST, 16, samples=SAMPLES)
         acs[r] = run_energy_report(d)["total"]["snn_acs"]
     assert acs[0.75] < 0.5 * acs[0.0]  # regression check: 0.26x on all 540 at T = 128
+
+
+@pytest.mark.slow
+def test_the_portable_snn_masks_as_the_simulator_does(converted, tmp_path):
+    """The masks come from the neurons' own step counts, so the one-step torch.export program draws
+    the same ones as the simulator."""
+    out = tmp_path / "snn"
+    run_conversion(MODEL, converted[0.75].parent / "calib.json", "mst2023", out)
+    with np.load(TEST) as z:
+        x = z["x"][:3]
+    assert_portable_matches_simulator(out, x, 12, tmp_path)
