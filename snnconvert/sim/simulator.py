@@ -220,11 +220,18 @@ class Simulator:
             # a non-finite constant term (an additive -inf mask) stays in every step's value: the
             # running total keeps it, where subtracting it again would make inf - inf = NaN
             zero_out = [torch.where(torch.isfinite(z), z, 0.0) for z in self._run(n, zargs)]
-            outs = [
-                o - z * self._time_shape(steps > 1, o).to(o.dtype)
-                for o, z in zip(outs, zero_out, strict=True)
-            ]
+            outs = [self._after_step_one(o, z, steps) for o, z in zip(outs, zero_out, strict=True)]
         return [Sig(o, False) for o in outs]
+
+    def _after_step_one(self, o: torch.Tensor, z: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """o - z at every step after step 1 (o's own steps unchanged at step 1), in one pass."""
+        if o.shape[0] == 1:  # also what the portable artefact traces (t0 a tensor there)
+            return o - z * self._time_shape(steps > 1, o).to(o.dtype)
+        k = int(steps[0] == 1)
+        out = torch.empty_like(o)  # not in place: o may be a view of the op's input
+        out[:k] = o[:k]
+        torch.sub(o[k:], z, out=out[k:])
+        return out
 
     def _is_const(self, n: Node, i: int) -> bool:
         return n.inputs[i] in self.consts
