@@ -48,11 +48,12 @@ def wait_quiet(quiet_cores: float = 0.3, max_wait: float = 30.0) -> dict[str, ob
 
 
 def timed_interleaved(
-    fns: dict[str, Callable[[], object]], reps: int = 3, max_wait: float = 30.0
+    fns: dict[str, Callable[[], object]], reps: int = 3, max_wait: float = 30.0, warmup: bool = True
 ) -> dict[str, dict[str, object]]:
     """Per function: median and min wall seconds, median process CPU seconds, every round's wall
-    time, and the outside load seen before each round."""
-    for fn in fns.values():
+    time, and the outside load seen before each round. (`warmup=False` for runs of minutes, whose
+    first touches of memory are a small part of them.)"""
+    for fn in fns.values() if warmup else ():
         fn()  # warm-up
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
