@@ -79,3 +79,16 @@ def test_the_portable_snn_masks_as_the_simulator_does(converted, tmp_path):
     with np.load(TEST) as z:
         x = z["x"][:3]
     assert_portable_matches_simulator(out, x, 12, tmp_path)
+
+
+def test_the_masking_ratio_is_a_setting_of_the_recipe(converted, tmp_path):
+    """`convert --set masking_ratio=0.5` reaches every masked neuron, and their kept spikes weigh 2."""
+    run_conversion(
+        MODEL, converted[0.75].parent / "calib.json", "mst2023", tmp_path / "snn", portable=False,
+        overrides=["masking_ratio=0.5"],
+    )  # fmt: skip
+    snn, _ = load_snn(tmp_path / "snn")
+    masked = [n for n in snn.nodes if n.op == "MaskedIF"]
+    assert len(masked) == 16 and {n.attrs["masking_ratio"] for n in masked} == {0.5}
+    weights = {float(snn.initializers[n.inputs[1]]) for n in snn.nodes if n.name.endswith("/rescale")}
+    assert weights == {2.0}
