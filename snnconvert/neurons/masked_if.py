@@ -86,6 +86,7 @@ MASKED_IF = register_neuron(
         state=("u", "steps"),
         step=_step,
         converges_to=_converges_to,
+        never_negative=IF.never_negative,  # masking only removes events
         # integrate, compare with theta, compare the stream's random number with r
         update_ops={"add": 1.0, "cmp": 2.0},
         doc=(
