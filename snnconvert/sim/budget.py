@@ -81,6 +81,7 @@ class Footprint:
     per_sample: int
     per_step: int
     ann_kept: int = 0
+    held: int = 0  # of `fixed`, what the process held before (varies run to run)
 
     def total(self, batch: int, chunk: int) -> int:
         return self.fixed + batch * self.per_sample + batch * chunk * self.per_step
@@ -135,7 +136,7 @@ def footprint(snn: Graph, ann: Graph, tracked: list[str], consts: set[str], base
         + _peak_live(ann, ann_consts)  # the ANN reference and the limit run, one after the other
     )
     events = sum(_bytes(snn, o) for n in snn.nodes if get(n.op).spiking for o in n.outputs)
-    return Footprint(baseline + events, per_sample, _peak_live(snn, consts), layers)
+    return Footprint(baseline + events, per_sample, _peak_live(snn, consts), layers, baseline)
 
 
 @dataclass(frozen=True)
@@ -145,13 +146,16 @@ class Plan:
     budget: int
     estimate: int
     keep_ann: bool = False  # the ANN's values kept from its first run (one ANN forward, not two)
+    held: int = 0  # of the estimate, what the process held before simulating
 
     def to_json(self) -> dict[str, int | bool]:
         return {
             "batch_size": self.batch,
             "time_chunk": self.chunk,
             "memory_budget_bytes": self.budget,
-            "memory_estimate_bytes": self.estimate,
+            # what simulating adds to the loaded process (the process itself varies run to run,
+            # and the result file is the same for the same inputs)
+            "memory_estimate_bytes": self.estimate - self.held,
             "ann_values_kept": self.keep_ann,
         }
 
@@ -175,4 +179,4 @@ def plan(
             f"about {gib(need)} (this process holds {gib(fp.fixed)} before simulating); raise the budget"
         )
     keep = need + batch * fp.ann_kept <= budget
-    return Plan(batch, chunk, budget, need + (batch * fp.ann_kept if keep else 0), keep)
+    return Plan(batch, chunk, budget, need + (batch * fp.ann_kept if keep else 0), keep, fp.held)

@@ -250,14 +250,17 @@ class _BatchRun:
         out = np.zeros((T, 4))
         ann_pred = ann_out.argmax(-1) if res.classified else None
         y = None if labels is None else torch.from_numpy(labels).to(ann_out.device)
-        totals: dict[str, torch.Tensor] = {}
+        totals: dict[str, torch.Tensor] = {}  # the sum of a stream's signal so far
+        final: dict[str, torch.Tensor] = {}  # a decoded value as it stands after the last step seen
 
         def observe(name: str, sig: Sig) -> None:
             if name not in self.layer_index:
                 return
             res.static[name] = sig.static
             if sig.static:  # the same value at every step (rate) / all of it at step 1 (count)
-                totals[name] = sig.data
+                final[name] = sig.data
+            elif sig.run is not None:  # made as running values: the last step's is the decoded value
+                final[name] = sig.run[-1]
             else:
                 tot = sig.data.sum(0) if sig.total is None else sig.total
                 totals[name] = totals[name] + tot if name in totals else tot
@@ -281,17 +284,19 @@ class _BatchRun:
         layers = np.zeros((len(self.layer_index), 4))
 
         def compare(name: str, a: torch.Tensor) -> None:
-            if name not in totals:
+            if name in final:
+                s = final.pop(name)
+            elif name in totals:
+                s = totals.pop(name)
+                s = s / T if sim.coding == "rate" else s  # a rate-coded stream's mean over the steps
+            else:
                 return
-            s = totals.pop(name)
-            if not (res.static.get(name) or sim.coding == "count"):
-                s = s / T  # a rate-coded stream's mean over the steps
             layers[self.layer_index[name]] = fid_sums(s * float(self.scale.get(name, 1.0)), a)
 
         if keep is None:
             self.ex.run(feeds, observe=compare)
         else:
-            for name in list(totals):
+            for name in [*final, *totals]:
                 compare(name, ann_vals[name])
         del ann_vals
         self._tick(share / 2)

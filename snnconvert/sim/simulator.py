@@ -44,11 +44,16 @@ ANALOG_MODES = ("mean", "step")
 class Sig:
     """A value in flight: static ([B, ...], same every step / all at step 1) or a stream [Tc, B, ...]."""
 
-    data: torch.Tensor
+    data: torch.Tensor | None  # static: the value; a stream: each step's signal (None: not made yet)
     static: bool
     # a stream's sum over the chunk's steps ([B, ...]) where the op had it for free (observers
     # of whole runs read it instead of summing the stream again)
     total: torch.Tensor | None = None
+    # a stream's decoded running value at each step ([Tc, B, ...]: the running mean, rate coding;
+    # the running total, count coding), where an op made it or a reader needed it. Analog ops make
+    # and read this form, so a chain of them (LayerNorm -> Linear -> QK^T -> softmax) passes
+    # running values along instead of turning them into increments and back at every op.
+    run: torch.Tensor | None = None
 
 
 def _fold(x: torch.Tensor) -> torch.Tensor:
@@ -135,6 +140,7 @@ class Simulator:
         env: dict[str, Sig] = {k: Sig(v, True) for k, v in prepare_feeds(self.g, feeds, self.device).items()}
         keep = set(keep or ()) | set(self.g.outputs)
         steps = torch.arange(1, tc + 1, device=self.device, dtype=torch.float32) + t0
+        self._chunk = (steps, state, isinstance(t0, int) and t0 == 0)
         for i, n in enumerate(self.g.nodes):
             if all(o in self.consts for o in n.outputs):
                 continue
@@ -147,7 +153,38 @@ class Simulator:
             for x in n.inputs:
                 if x in env and self.last.get(x, -1) <= i and x not in keep:
                     del env[x]
+        for k in keep:  # what callers read (decode, the portable step) is each step's signal
+            if k in env and not env[k].static:
+                self._stream(env[k], k)
         return {k: env[k] for k in keep if k in env}
+
+    # -- the two forms of a stream -------------------------------------------------------------------
+    def _total_key(self, name: str) -> str:
+        return f"{name}/total"  # the value's running total at the end of the previous chunk
+
+    def _stream(self, sig: Sig, name: str) -> torch.Tensor:
+        """Each step's signal of a stream (made from its running values if it has only those)."""
+        if sig.data is None:
+            steps, state, _ = self._chunk
+            key = self._total_key(name)
+            run = sig.run
+            total = run * self._time_shape(steps, run) if self.coding == "rate" else run
+            sig.data = increments(total, state.get(key))
+            state[key] = total[-1].clone()
+        return sig.data
+
+    def _running(self, sig: Sig, name: str) -> torch.Tensor:
+        """The decoded running value of a stream at each step (made from its signal if needed)."""
+        if sig.run is None:
+            if not sig.data.is_floating_point():  # masks, indices: a level at each step, not events
+                sig.run = sig.data
+                return sig.run
+            steps, state, _ = self._chunk
+            key = self._total_key(name)
+            total = running_total(sig.data, state.get(key))
+            state[key] = total[-1].clone()  # not a view: it would keep the chunk alive
+            sig.run = total / self._time_shape(steps, total) if self.coding == "rate" else total
+        return sig.run
 
     def _node(self, n: Node, ins: list[Sig], tc, steps, state, record) -> list[Sig]:
         op = get(n.op)
@@ -161,7 +198,7 @@ class Simulator:
             return self._affine(n, ins, stream, tc, steps)
         if self.analog_mode == "step":
             return self._per_step(n, ins, tc, record)
-        return self._decoded(n, ins, stream, tc, steps, state, record)
+        return self._decoded(n, ins, stream, tc, record)
 
     def _batched(self, n: Node) -> list[bool]:
         """Which inputs carry the outer (time x) sample axis: all but the constants."""
@@ -204,16 +241,22 @@ class Simulator:
     def _affine(
         self, n: Node, ins: list[Sig], stream: frozenset[int], tc: int, steps: torch.Tensor
     ) -> list[Sig]:
+        # on running values where every varying input has them: an affine op of running means is
+        # the running mean of its outputs (rate), of running totals the running total with the
+        # constant term once (count)
+        on_run = all(ins[i].run is not None for i in stream)
         args = []
         for i, s in enumerate(ins):
             if i in stream:
-                args.append(_fold(s.data))
+                args.append(_fold(s.run if on_run else self._stream(s, n.inputs[i])))
             elif s.data.dim() > 0 and not self._is_const(n, i):
                 # a static run-time value paired with a stream: repeat it per step (it is a parameter)
                 args.append(_fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape))))
             else:
                 args.append(s.data)
         outs = [_unfold(o, tc) for o in self._run(n, args)]
+        if on_run:
+            return [Sig(None, False, run=o) for o in outs]
         if self.coding == "count":
             # the op's constant term (bias, static addends) belongs to step 1 only
             zargs = [torch.zeros_like(s.data[0]) if i in stream else s.data for i, s in enumerate(ins)]
@@ -236,71 +279,45 @@ class Simulator:
     def _is_const(self, n: Node, i: int) -> bool:
         return n.inputs[i] in self.consts
 
+    def _static_arg(self, n: Node, i: int, s: Sig, tc: int) -> torch.Tensor:
+        """A static input beside streams: a constant as it is, a run-time value repeated per step."""
+        if self._is_const(n, i):
+            return s.data
+        return _fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape)))
+
     def _per_step(self, n: Node, ins: list[Sig], tc: int, record=None) -> list[Sig]:
         args = [
-            _fold(s.data)
-            if not s.static
-            else (
-                s.data
-                if self._is_const(n, i)
-                else _fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape)))
-            )
+            self._static_arg(n, i, s, tc) if s.static else _fold(self._stream(s, n.inputs[i]))
             for i, s in enumerate(ins)
         ]
         return [Sig(_unfold(o, tc), False) for o in self._apply(n, args, record)]
 
-    def _decoded(self, n, ins, stream, tc, steps, state, record=None) -> list[Sig]:
-        """f applied to the decoded running inputs; emits increments of the output's running value."""
-        args = []
-        changed = None  # count coding: which inputs received events (an op with neurons inside
-        # re-evaluates only those rows; rate coding's running mean moves every step)
-        for i, s in enumerate(ins):
-            if i not in stream:
-                args.append(
-                    s.data
-                    if self._is_const(n, i)
-                    else _fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape)))
-                )
-                continue
-            if not s.data.is_floating_point():  # masks, indices: a level at each step, not events
-                args.append(_fold(s.data))
-                continue
-            if self.coding == "count" and len(stream) == 1:
-                changed = _fold(s.data != 0)
-                if state.get(f"{n.name}/in{i}") is None:  # the first step always evaluates
-                    changed[: s.data.shape[1]] = True
-            key = f"{n.name}/in{i}"
-            prev = state.get(key)
-            total = running_total(s.data, prev)
-            state[key] = total[-1].clone()  # not a view: it would keep the chunk alive
-            if self.coding == "rate":
-                dec = total / steps.view((-1,) + (1,) * (total.dim() - 1))
-            else:
-                dec = total
-            args.append(_fold(dec))
+    def _decoded(self, n, ins, stream, tc, record=None) -> list[Sig]:
+        """f applied to the decoded running inputs: its output's running value."""
+        changed = None
+        if get(n.op).events is not None and self.coding == "count" and len(stream) == 1:
+            # an op with neurons inside re-evaluates only the rows whose input received events
+            # (rate coding's running mean moves every step); the first step always evaluates
+            (i,) = stream
+            changed = _fold(self._stream(ins[i], n.inputs[i]) != 0)
+            if self._chunk[2]:
+                changed[: ins[i].data.shape[1]] = True
+        args = [
+            self._static_arg(n, i, s, tc) if i not in stream else _fold(self._running(s, n.inputs[i]))
+            for i, s in enumerate(ins)
+        ]
         outs = []
-        for k, o in enumerate(self._apply(n, args, record, changed)):
+        for o in self._apply(n, args, record, changed):
             f = _unfold(o, tc)
-            if not f.is_floating_point():  # a comparison or index of running values: its level
-                outs.append(Sig(f, False))
-                continue
-            key = f"{n.name}/out{k}"
-            prev = state.get(key)
-            if self.coding == "rate":
-                tv = steps.view((-1,) + (1,) * (f.dim() - 1))
-                run_total = f * tv  # running sum of outputs so that their mean is f
-            else:
-                run_total = f
-            inc = increments(run_total, prev)
-            state[key] = run_total[-1].clone()
-            outs.append(Sig(inc, False, state[key] if prev is None else state[key] - prev))
+            # a comparison or index of running values is its level at each step
+            outs.append(Sig(f, False, run=f) if not f.is_floating_point() else Sig(None, False, run=f))
         return outs
 
     def _neuron(self, n: Node, a: dict, ins: list[Sig], tc, steps, state, record) -> Sig:
         """Any neuron kind: its state lives in `state` under NODE/NAME, its step runs the chunk."""
         kind = get(n.op).neuron
         x, theta = ins[0], ins[1].data
-        cur = self._expand_static(x.data, tc, steps) if x.static else x.data
+        cur = self._expand_static(x.data, tc, steps) if x.static else self._stream(x, n.inputs[0])
         own = {k: state[f"{n.name}/{k}"] for k in kind.state if f"{n.name}/{k}" in state}
         s, new = kind.step(cur, theta, own, a)
         for k, v in new.items():
@@ -318,6 +335,9 @@ class Simulator:
         self, sig: Sig, t0: int | torch.Tensor, tc: int, prev_total: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Running decoded value at each step of the chunk ([Tc, B, ...]) and the new running total."""
+        if sig.run is not None and not sig.static:  # made as running values (prev_total not needed)
+            last = sig.run[-1] * (t0 + tc) if self.coding == "rate" else sig.run[-1]
+            return sig.run, last.clone()
         steps = torch.arange(1, tc + 1, device=sig.data.device, dtype=torch.float32) + t0
         data = self._expand_static(sig.data, tc, steps) if sig.static else sig.data
         total = running_total(data, prev_total)
