@@ -54,6 +54,12 @@ def _cli(*args: str) -> None:
         raise SystemExit(f"snnconvert {args[0]} failed: {r.stderr.strip().splitlines()[-1:]}")
 
 
+def _calibrate_convert(model: Path, calib: Path, w: Path, recipe: str, *calib_args: str) -> None:
+    """W/calib.json from CALIB, then W/snn converted with RECIPE."""
+    _cli("calibrate", model, "--data", calib, *calib_args, "--out", w / "calib.json")
+    _cli("convert", model, "--calibration", w / "calib.json", "--recipe", recipe, "--out", w / "snn")
+
+
 def _peak_rss_mib(cmd: list[str]) -> float:
     """Run cmd; its peak RSS (ru_maxrss of a grandchild, through a wrapper that runs nothing else;
     the wrapper's start, some 20 ms, is inside the timings)."""
@@ -67,17 +73,7 @@ def _peak_rss_mib(cmd: list[str]) -> float:
 
 def _builtin_vit(w: Path) -> dict:
     _cli("example", w / "ex")
-    _cli("calibrate", w / "ex/model.onnx", "--data", w / "ex/calib.npz", "--out", w / "calib.json")
-    _cli(
-        "convert",
-        w / "ex/model.onnx",
-        "--calibration",
-        w / "calib.json",
-        "--recipe",
-        "mueller2021",
-        "--out",
-        w / "snn",
-    )
+    _calibrate_convert(w / "ex/model.onnx", w / "ex/calib.npz", w, "mueller2021")
     with np.load(w / "ex/test.npz") as z:
         np.savez(w / "test4.npz", x=np.concatenate([z["x"]] * 4), y=np.concatenate([z["y"]] * 4))
     return {"model": w / "ex/model.onnx", "snn": w / "snn", "data": w / "test4.npz", "T": 50, "samples": None}
@@ -123,17 +119,7 @@ def _text_encoder(w: Path) -> dict | str:
     )  # fmt: skip
     np.savez(w / "calib.npz", ids=ids[:32], am=am[:32])
     np.savez(w / "test.npz", ids=ids[16:], am=am[16:])
-    _cli("calibrate", w / "minilm.onnx", "--data", w / "calib.npz", "--out", w / "calib.json")
-    _cli(
-        "convert",
-        w / "minilm.onnx",
-        "--calibration",
-        w / "calib.json",
-        "--recipe",
-        "spikezip_count",
-        "--out",
-        w / "snn",
-    )
+    _calibrate_convert(w / "minilm.onnx", w / "calib.npz", w, "spikezip_count")
     return {"model": w / "minilm.onnx", "snn": w / "snn", "data": w / "test.npz", "T": 16, "samples": None}
 
 
@@ -141,19 +127,7 @@ def _vit_b_16(w: Path) -> dict | str:
     d = CACHE / "tv_b16" / "ts17"
     if not (d / "model.onnx").is_file():
         return f"{d}/model.onnx missing: run `python -m bench.real_models export --only tv_b16`"
-    _cli(
-        "calibrate", d / "model.onnx", "--data", d / "calib.npz", "--samples", "16", "--out", w / "calib.json"
-    )
-    _cli(
-        "convert",
-        d / "model.onnx",
-        "--calibration",
-        w / "calib.json",
-        "--recipe",
-        "mueller2021",
-        "--out",
-        w / "snn",
-    )
+    _calibrate_convert(d / "model.onnx", d / "calib.npz", w, "mueller2021", "--samples", "16")
     return {
         "model": d / "model.onnx",
         "snn": w / "snn",
@@ -193,8 +167,9 @@ def _measure(case: dict, w: Path, reps: int) -> dict:
         "samples": j["samples"],
         "execution": j["execution"],
         "output_cosine_at_T": j["cosine"][-1],
-        "simulate": times["simulate"],
-        "ort_forwards": times["ort"],
+        # (cpu_s would be this bench's own process, not the child's: left out)
+        "simulate": {k: v for k, v in times["simulate"].items() if k != "cpu_s"},
+        "ort_forwards": {k: v for k, v in times["ort"].items() if k != "cpu_s"},
         "ratio_vs_ort_forwards": round(times["simulate"]["wall_s"] / times["ort"]["wall_s"], 3),
         "peak_rss_mib": {k: round(max(v)) for k, v in rss.items()},
     }
