@@ -254,6 +254,10 @@ class Simulator:
                 args.append(_fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape))))
             else:
                 args.append(s.data)
+        if not on_run and self.coding == "count" and tc > 1 and self._rows_apart(n, ins, stream):
+            sparse = self._event_rows(n, ins, args, tc, steps)
+            if sparse is not None:
+                return [Sig(sparse, False)]
         outs = [_unfold(o, tc) for o in self._run(n, args)]
         if on_run:
             return [Sig(None, False, run=o) for o in outs]
@@ -265,6 +269,44 @@ class Simulator:
             zero_out = [torch.where(torch.isfinite(z), z, 0.0) for z in self._run(n, zargs)]
             outs = [self._after_step_one(o, z, steps) for o, z in zip(outs, zero_out, strict=True)]
         return [Sig(o, False) for o in outs]
+
+    def _rows_apart(self, n: Node, ins: list[Sig], stream: frozenset[int]) -> bool:
+        """A synaptic op on one stream whose rows (all but the last axis) are computed apart from
+        each other (the registry's leading_axes with every other input a constant: a Linear)."""
+        op = get(n.op)
+        if not op.synaptic or stream != {0} or op.leading_axes is None or len(n.outputs) != 1:
+            return False
+        if not all(self._is_const(n, i) for i in range(1, len(ins))):
+            return False
+        ranks = [ins[0].data.dim() - 2] + [s.data.dim() for s in ins[1:]]
+        return op.leading_axes(op.with_defaults(n.attrs), ranks, self._batched(n))
+
+    def _event_rows(
+        self, n: Node, ins: list[Sig], args: list[torch.Tensor], tc: int, steps: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Count coding, event-driven: the op only on the rows that received events this step (a
+        settled neuron sends none); a row without events contributes nothing after step 1 and the
+        op's constant term at step 1. None when most rows have events (the dense op is cheaper)
+        or the constant term is not finite."""
+        rows = args[0].reshape(-1, args[0].shape[-1])
+        live = (rows != 0).any(-1)
+        k = int(live.sum())
+        if k > 0.5 * rows.shape[0]:
+            return None
+        (z,) = self._run(n, [torch.zeros_like(ins[0].data[0]), *args[1:]])  # the constant term
+        if not bool(torch.isfinite(z).all()):
+            return None
+        one_step = z.reshape(-1, z.shape[-1])
+        out = torch.zeros((tc * one_step.shape[0], z.shape[-1]), dtype=z.dtype, device=z.device)
+        first = int(steps[0] == 1)  # this chunk holds step 1
+        if first:
+            out[: one_step.shape[0]] = one_step
+        if k:
+            idx = live.nonzero().squeeze(1)
+            (y,) = self._run(n, [rows[idx], *args[1:]])
+            after_one = (idx >= first * one_step.shape[0]).to(y.dtype).unsqueeze(1)
+            out[idx] = y - one_step[idx % one_step.shape[0]] * after_one
+        return out.reshape((tc,) + tuple(z.shape))
 
     def _after_step_one(self, o: torch.Tensor, z: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """o - z at every step after step 1 (o's own steps unchanged at step 1), in one pass."""
