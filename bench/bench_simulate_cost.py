@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import write_result
+from bench.common import RESULTS, write_result
 from bench.real_models import CACHE
 from bench.timing import timed_interleaved
 
@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--only", default=",".join(CASES))
     args = ap.parse_args(argv)
+    code = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
     rows: dict[str, object] = {}
     for name in args.only.split(","):
         w = Path(tempfile.mkdtemp(prefix=f"snnbench-cost-{name}-"))
@@ -199,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
             rows[name]["peak_rss_mib_T50_vs_T400"] = {"50": round(rss[50]), "400": round(rss[400])}
             rows[name]["rss_ratio_T400_over_T50"] = round(rss[400] / rss[50], 3)
         rows[name]["bench_s"] = round(time.perf_counter() - t0, 1)
+        rows[name]["code"] = code
         print(name, json.dumps(rows[name], indent=1), flush=True)
+    old = RESULTS / "simulate_cost.json"
+    if args.only != ",".join(CASES) and old.is_file():  # a partial run keeps the other rows
+        rows = {**json.loads(old.read_text()).get("rows", {}), **rows}
     payload = {
         "cpu_count": os.cpu_count(),
         "threads": os.environ.get("OMP_NUM_THREADS", "default"),
