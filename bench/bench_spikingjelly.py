@@ -298,6 +298,13 @@ def bench_model(name: str, work: Path, calib_x, test_x, test_y) -> dict[str, obj
         fns["snnconvert_snn_only"] = snn_only
         fns["snnconvert_simulate"] = full
     row["time_T50"] = timed_interleaved(fns, REPS) if fns else {}
+    tm = row["time_T50"]
+    if "spikingjelly" in tm and "snnconvert_simulate" in tm:
+        # SpikingJelly's simulation time over ours (all of simulate: the ANN reference, the limit
+        # run and per-layer fidelity included), same samples, T and batch, one run each round
+        row["speedup_vs_spikingjelly"] = round(
+            tm["spikingjelly"]["wall_s"] / tm["snnconvert_simulate"]["wall_s"], 3
+        )
 
     if sj_snn is not None:
         try:
