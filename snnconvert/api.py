@@ -352,6 +352,8 @@ def energy_report(
     ac_pj: float | None = None,
     convention: str = "measured",
     mem_pj_per_byte: float = 0.0,
+    charge_other: bool = False,
+    op_pj: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The energy report of an SNN directory that `simulate` has run (snnconvert.energy.report)."""
     import numpy as np
@@ -371,7 +373,9 @@ def energy_report(
         raise InputError(
             f"{d / 'events.npz'}: cannot read event counts ({type(e).__name__}); rerun `snnconvert simulate`"
         ) from None
-    return build_report(snn, sim, events, mac_pj, ac_pj, convention, mem_pj_per_byte, snn_dir=str(d))
+    return build_report(
+        snn, sim, events, mac_pj, ac_pj, convention, mem_pj_per_byte, str(d), charge_other, op_pj
+    )
 
 
 def run_energy_report(
@@ -381,7 +385,7 @@ def run_energy_report(
     md_path: str | Path | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
-    """`energy_report` (settings: mac_pj, ac_pj, convention, mem_pj_per_byte), written to the SNN
+    """`energy_report` (settings: mac_pj, ac_pj, convention, mem_pj_per_byte, charge_other, op_pj), written to the SNN
     directory's energy.json, and to `out` (JSON), `csv_path` and `md_path` when given."""
     from snnconvert.atomic import write_text
     from snnconvert.report.energy import to_csv, to_markdown

@@ -72,6 +72,23 @@ def _progress(total: int | None, label: str) -> Iterator[Callable[..., None]]:
         yield tick
 
 
+def _parse_op_pj(specs: list[str] | None) -> dict[str, float] | None:
+    from snnconvert.errors import InputError
+
+    if not specs:
+        return None
+    out: dict[str, float] = {}
+    for spec in specs:
+        kind, sep, value = spec.partition("=")
+        try:
+            out[kind.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InputError(f"--op-pj expects KIND=PJ (e.g. exp=20), got '{spec}'") from None
+    return out
+
+
 def _parse_shapes(specs: list[str] | None) -> dict[str, list[int]] | None:
     from snnconvert.errors import InputError
 
@@ -416,6 +433,17 @@ def energy_report(
     mem_pj_per_byte: Annotated[
         float, typer.Option("--mem-pj-per-byte", help="Memory-access energy (off: 0).")
     ] = 0.0,
+    charge_other: Annotated[
+        bool,
+        typer.Option(
+            "--charge-other",
+            help="Charge elementwise work (add, mul, div, exp, sqrt, compare; neuron updates) in the ANN and the SNN.",
+        ),
+    ] = False,
+    op_pj: Annotated[
+        list[str] | None,
+        typer.Option("--op-pj", help="KIND=PJ: the energy of one elementwise op, e.g. exp=20 (repeatable)."),
+    ] = None,
 ) -> None:
     """Per layer: ANN MACs vs SNN ACs from measured spikes, energy, and what still runs analog."""
     from snnconvert.api import run_energy_report
@@ -436,6 +464,8 @@ def energy_report(
         ac_pj=ac_pj,
         convention=convention,
         mem_pj_per_byte=mem_pj_per_byte,
+        charge_other=charge_other,
+        op_pj=_parse_op_pj(op_pj),
     )
     print_energy(rep, out)
     if plot is not None:

@@ -20,6 +20,15 @@ CONVENTIONS = ("measured", "sit", "spikformer")
 DEFAULT_MAC_PJ = 4.6
 DEFAULT_AC_PJ = 0.9
 SOURCE = "Horowitz, ISSCC 2014, 45 nm: 32-bit float MAC 4.6 pJ, AC 0.9 pJ"
+#: pJ per elementwise operation (32-bit float, 45 nm): add and multiply are Horowitz's (ISSCC 2014);
+#: a comparison is taken as an add, a division and a square root as 4 multiplies, an exponential as
+#: 8 (iterative and polynomial evaluation): these multiples are our stated assumption, --op-pj
+#: overrides any of them.
+OTHER_PJ = {"add": 0.9, "cmp": 0.9, "mul": 3.7, "div": 14.8, "sqrt": 14.8, "exp": 29.6}
+OTHER_SOURCE = (
+    "add 0.9 pJ, multiply 3.7 pJ (Horowitz, ISSCC 2014, 45 nm fp32); comparison = add; "
+    "division, square root = 4 multiplies; exponential = 8 multiplies (assumed)"
+)
 CONVENTION_NOTE = """Conventions (all per sample, spikes over all T steps):
 - measured (ours): SNN ACs = measured input events x fan-out; every op fed by analog values
   costs its MACs each time it runs (once if its input is the same at every step, else T times).
@@ -27,8 +36,9 @@ CONVENTION_NOTE = """Conventions (all per sample, spikes over all T steps):
   spikes, charged at E_AC; layers fed by analog values charged FLOPs_ANN x E_MAC once.
 - spikformer (Zhou et al. 2023): the first synaptic layer (encoding) at E_MAC every step, synaptic
   operations (events x fan-out) at E_AC, other analog layers at E_MAC per execution.
-Elementwise work (exp, division, sqrt, comparisons, additions of analog values) is counted and
-listed per layer, never dropped, but not charged unless --charge-other is given a pJ value."""
+Elementwise work (exp, division, sqrt, comparisons, additions of analog values, neuron updates) is
+counted and listed per layer, never dropped; --charge-other charges it, in the ANN and in the SNN
+alike, at the per-operation energies in `constants.other_pj` (--op-pj KIND=PJ overrides one)."""
 
 
 def check_convention(convention: str) -> None:
@@ -45,10 +55,14 @@ def build_report(
     convention: str = "measured",
     mem_pj_per_byte: float = 0.0,
     snn_dir: str = "",
+    charge_other: bool = False,
+    op_pj: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The report of a spiking graph from its simulation result (`sim`, simulation.json) and the
-    events it recorded per sample (events.npz); `snn_dir` names where they came from."""
+    events it recorded per sample (events.npz); `snn_dir` names where they came from.
+    `charge_other`: elementwise work charged at `OTHER_PJ` (with `op_pj`'s overrides)."""
     check_convention(convention)
+    other_pj = other_energies(op_pj)
     recipe_energy = snn.meta.get("energy", {}) or {}
     e_mac = float(mac_pj if mac_pj is not None else recipe_energy.get("mac_pj", DEFAULT_MAC_PJ))
     e_ac = float(ac_pj if ac_pj is not None else recipe_energy.get("ac_pj", DEFAULT_AC_PJ))
@@ -75,6 +89,11 @@ def build_report(
         elif convention == "spikformer" and r.name == first_synaptic and not r.spike_inputs:
             macs = r.ann_macs * T
         snn_e = acs * e_ac + macs * e_mac
+        other_snn = _other_energy(r.other, other_pj)
+        other_ann = _other_energy(r.ann_other, other_pj)
+        if charge_other:
+            snn_e += other_snn
+            ann_e += other_ann
         mem = 0.0
         if mem_pj_per_byte:
             mem = _bytes_moved(snn, r) * mem_pj_per_byte
@@ -101,10 +120,21 @@ def build_report(
                 "energy_ann_pj": ann_e,
                 "energy_snn_pj": snn_e,
                 "energy_memory_pj": mem,
+                "energy_other_ann_pj": other_ann,  # in energy_*_pj when charge_other
+                "energy_other_snn_pj": other_snn,
                 "ratio": snn_e / ann_e if ann_e > 0 else None,
             }
         )
-    keys = ("ann_macs", "snn_acs", "snn_macs", "energy_ann_pj", "energy_snn_pj", "energy_memory_pj")
+    keys = (
+        "ann_macs",
+        "snn_acs",
+        "snn_macs",
+        "energy_ann_pj",
+        "energy_snn_pj",
+        "energy_memory_pj",
+        "energy_other_ann_pj",
+        "energy_other_snn_pj",
+    )
     total: dict[str, Any] = {k: float(sum(layer[k] for layer in layers)) for k in keys}
     syn = total["snn_acs"] + total["snn_macs"]
     total["spike_driven_fraction"] = total["snn_acs"] / syn if syn > 0 else 0.0
@@ -135,7 +165,15 @@ def build_report(
         "timesteps": T,
         "samples": sim["samples"],
         "convention": convention,
-        "constants": {"mac_pj": e_mac, "ac_pj": e_ac, "mem_pj_per_byte": mem_pj_per_byte, "source": SOURCE},
+        "constants": {
+            "mac_pj": e_mac,
+            "ac_pj": e_ac,
+            "mem_pj_per_byte": mem_pj_per_byte,
+            "source": SOURCE,
+            "charge_other": charge_other,
+            "other_pj": other_pj,
+            "other_source": OTHER_SOURCE,
+        },
         "convention_note": CONVENTION_NOTE,
         "analog_ops": analog,
         "layers": layers,
@@ -145,6 +183,24 @@ def build_report(
             "snn_at_T": sim["snn_accuracy"][-1] if sim.get("snn_accuracy") else None,
         },
     }
+
+
+def other_energies(overrides: dict[str, float] | None) -> dict[str, float]:
+    """OTHER_PJ with overrides; an unknown kind or a negative energy is a one-line error."""
+    pj = dict(OTHER_PJ)
+    for k, v in (overrides or {}).items():
+        if k not in OTHER_PJ:
+            raise InputError(f"--op-pj {k}: unknown operation (known: {', '.join(OTHER_PJ)})")
+        if not np.isfinite(v) or v < 0:
+            raise InputError(f"--op-pj {k}: must be a non-negative number of pJ, got {v}")
+        pj[k] = float(v)
+    return pj
+
+
+def _other_energy(counts: dict[str, float], pj: dict[str, float]) -> float:
+    # a kind without an energy of its own (none today: the registry's costs use OTHER_PJ's
+    # kinds) is charged as a multiply rather than left free
+    return float(sum(v * pj.get(k, pj["mul"]) for k, v in counts.items()))
 
 
 def _spike_in_neurons(g, out: str) -> int:

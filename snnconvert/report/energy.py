@@ -20,6 +20,15 @@ def _n(v: float | None) -> str:
     return f"{v:.3g}"
 
 
+def other_work(rep: dict[str, Any]) -> str:
+    """One sentence on the elementwise work: charged, or what charging it would add."""
+    t, c = rep["total"], rep["constants"]
+    ann, snn = t.get("energy_other_ann_pj", 0.0) / 1e6, t.get("energy_other_snn_pj", 0.0) / 1e6
+    if c.get("charge_other"):
+        return f"Elementwise work charged: ANN {ann:.3g} µJ, SNN {snn:.3g} µJ ({c['other_source']})."
+    return f"Elementwise work not charged (--charge-other would add ANN {ann:.3g} µJ, SNN {snn:.3g} µJ)."
+
+
 def print_energy(rep: dict[str, Any], console: Console, max_rows: int = 40) -> None:
     c = rep["constants"]
     t = Table(
@@ -71,7 +80,7 @@ def print_energy(rep: dict[str, Any], console: Console, max_rows: int = 40) -> N
     t.caption = (
         f"* spike-driven. E_MAC {c['mac_pj']} pJ, E_AC {c['ac_pj']} pJ ({c['source']}). "
         f"Spike-driven fraction of synaptic ops: {tot['spike_driven_fraction']:.3f}. "
-        f"Still analog: {', '.join(rep['analog_ops']) or 'nothing'}."
+        f"Still analog: {', '.join(rep['analog_ops']) or 'nothing'}. {other_work(rep)}"
     )
     console.print(t)
     if len(rep["layers"]) > max_rows:
@@ -151,5 +160,6 @@ def to_markdown(rep: dict[str, Any]) -> str:
         "",
         f"Spike-driven fraction of synaptic operations: {t['spike_driven_fraction']:.3f}.",
         f"Still analog: {', '.join(rep['analog_ops']) or 'nothing'}.",
+        other_work(rep),
     ]
     return "\n".join(lines) + "\n"
