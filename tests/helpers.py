@@ -97,3 +97,21 @@ def converted(g, cal, passes: list[tuple[str, dict]], coding: str):
         g = run_pass(name, g, params, ctx)
     assign_domains(g, coding)
     return g, ctx.notes
+
+
+def mlp_graph(sizes=(6, 5, 4), seed=0, relu_last=False):
+    """Linear -> Relu -> Linear ... on a per-sample (sizes[0],) vector, fed as [N, sizes[0]]: the smallest
+    graph with neurons between layers."""
+    from snnconvert.ir.build import GraphBuilder
+
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder()
+    x = b.input("x", (sizes[0],))
+    h = x
+    for i, (a, c) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        w = b.const(f"w{i}", (rng.normal(size=(a, c)) / np.sqrt(a)).astype(np.float32))
+        bias = b.const(f"b{i}", (0.1 * rng.normal(size=c)).astype(np.float32))
+        h = b.node("Linear", [h, w, bias], name=f"fc{i}")
+        if i < len(sizes) - 2 or relu_last:
+            h = b.node("Relu", [h], name=f"relu{i}")
+    return b.output(h)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import mlp_graph
+from helpers import mlp_graph
 
 from snnconvert.errors import GraphError, InputError
 from snnconvert.ir.build import GraphBuilder

@@ -6,8 +6,7 @@ same."""
 from __future__ import annotations
 
 import pytest
-from conftest import mlp_graph
-from helpers import converted, random_calibration
+from helpers import converted, mlp_graph, random_calibration
 
 from snnconvert.errors import GraphError, InputError
 from snnconvert.ir.graph import Node

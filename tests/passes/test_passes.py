@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import mlp_graph
-from helpers import random_calibration
+from helpers import mlp_graph, random_calibration
 
 from snnconvert.errors import GraphError, InputError
 from snnconvert.ir.build import GraphBuilder

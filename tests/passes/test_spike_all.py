@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import mlp_graph
-from helpers import converted, random_calibration
+from helpers import converted, mlp_graph, random_calibration
 
 from snnconvert.ir.execute import run_graph
 from snnconvert.sim.simulator import Simulator
