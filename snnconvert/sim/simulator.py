@@ -3,13 +3,15 @@
 Every value carries a per-step signal whose running *mean* (rate coding) or running *total*
 (count coding) is the value it stands for. A value identical at every step (rate) or arriving
 whole at step 1 (count) is kept "static" ([B, ...]) and computed once; the rest are streams
-([Tc, B, ...]). Ops are run on all timesteps at once with time folded into the outer axis the
-per-sample ops are vectorised over (`run_batched`):
-- affine ops (in their time-varying inputs) act on the per-step signal directly;
-- other analog ops act on the decoded running value and emit the difference of their output's
-  running mean/total, so their output decodes to f(decoded input) at every step ("mean" mode); or,
-  in "step" mode (rate only), they act on each step's signal as it is;
-- IF neurons step through time.
+([Tc, B, ...]), held as their per-step signal, their running values, or both (`Sig`), each made
+from the other only when a reader needs it. Ops are run on all timesteps at once with time folded
+into the outer axis the per-sample ops are vectorised over (`run_batched`):
+- affine ops (in their time-varying inputs) act on running values where all those inputs have
+  them, else on the per-step signal (count coding: a Linear only on the rows with events);
+- other analog ops act on the decoded running values and give their output's running values, so
+  it decodes to f(decoded input) at every step ("mean" mode); or, in "step" mode (rate only), they
+  act on each step's signal as it is;
+- neurons step through time on the per-step signal.
 The state between chunks is explicit, so the same code runs 50 steps at once or one step at a time
 (the portable artefact).
 """
