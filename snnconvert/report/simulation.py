@@ -57,6 +57,12 @@ def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) 
     console.print(t)
     for note in limit_notes(j):
         console.print(f"note: {note}")
+    x = j.get("execution")
+    if x:  # how it ran, so a batch lowered to fit the memory budget is not a surprise
+        console.print(
+            f"ran: batches of {x['batch_size']}, chunks of {x['time_chunk']} steps, "
+            f"{x['processes']} process(es), budget {x['memory_budget_bytes'] / 2**30:.1f} GiB"
+        )
     lt = Table(title="per layer (decoded value at T vs ANN activation)")
     for c in ("layer", "op", "domain", "spikes/sample", "firing rate", "cosine", "rel. error"):
         lt.add_column(c, justify="left" if c in ("layer", "op", "domain") else "right")
