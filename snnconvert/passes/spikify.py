@@ -167,6 +167,12 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             "positions exact zeros"
         )
     fragile = {o for n in g.nodes for o in n.outputs if _breaks_at_zero(g, o)}
+    structural = structural_values(g)
+    if structural:
+        ctx.notes.append(
+            f"spike_all: {len(structural)} value(s) computed from integer inputs alone (masks, ids) stay "
+            "analog, and so does what they are applied to: a mask acts exactly on a running total"
+        )
     for n in g.nodes:
         nodes.append(n)
         if _keeps_spikes(g, n, lambda v: v in spike):
@@ -181,8 +187,10 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
                 or o in g.outputs
                 or o in ctx.calibration.masked
                 or o in fragile
+                or o in structural
+                or any(i in structural and _is_float(g, i) for i in n.inputs)
             ):
-                continue
+                continue  # (a mask applied to data: applied to the data's running total, exactly)
             relu = n.op == "Relu"
             src = n.inputs[0] if relu else o
             sk = ctx.calibration.sketch(o)
@@ -205,6 +213,33 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             spike.add(o)
     g.nodes = nodes
     return g
+
+
+def structural_values(g: Graph) -> set[str]:
+    """Values computed from the graph's integer inputs (attention masks, ids, lengths) and constants
+    alone, without looking a float table up by them (an embedding is data): they carry no data to
+    spike, and a mask must stay exact. Found from the graph, so calibration data without padding
+    (where no score was ever masked) cannot put a neuron on one."""
+    ints = {x for x in g.inputs if not g.values[x].dtype.startswith("float")}
+    const = set(g.initializers)
+    struct = set(ints)
+    for n in g.nodes:
+        if all(i in const for i in n.inputs):
+            const.update(n.outputs)
+            continue
+        if not all(i in const or i in struct for i in n.inputs):
+            continue
+        table = n.inputs[0] if n.inputs else None
+        if has_flag(n.op, "moves_data", n.attrs) and table in const and _is_float(g, table):
+            continue  # rows of a float table picked by ids: an embedding, data
+        struct.update(n.outputs)
+    return struct - ints
+
+
+def _is_float(g: Graph, name: str) -> bool:
+    if name in g.initializers:
+        return np.asarray(g.initializers[name]).dtype.kind == "f"
+    return g.values[name].dtype.startswith("float")
 
 
 def _breaks_at_zero(g: Graph, value: str) -> bool:
