@@ -247,6 +247,7 @@ def coverage_notes(ann: Graph, g: Graph, recipe: Any) -> list[str]:
 
 
 def conversion_summary(g: Graph) -> dict[str, Any]:
+    from snnconvert.ir.ops_spiking import spike_format
     from snnconvert.ir.registry import get
 
     nodes = []
@@ -265,6 +266,7 @@ def conversion_summary(g: Graph) -> dict[str, Any]:
         "neurons": sum(1 for n in nodes if n["spiking"]),
         "spiking_subnetworks": [n["node"] for n in nodes if n.get("neurons_inside")],
         "spike_values": sum(1 for v in g.values.values() if v.domain == "spike"),
+        "spikes": spike_format(g),  # what one event is: levels per step, signed
         "analog_nodes": [
             n["node"]
             for n in nodes

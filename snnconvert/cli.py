@@ -256,10 +256,11 @@ def inspect(
         h.add_row(op, str(row["count"]), f"{row['macs']:,}")
     out.print(h)
     r = Table(title="recipes")
-    for c in ("recipe", "coding", "spiking nodes", "analog nodes", "what spikes"):
+    for c in ("recipe", "coding", "ev/step", "spiking nodes", "analog nodes", "what spikes"):
         r.add_column(c)
     for name, row in info["recipes"].items():
-        r.add_row(name, row["coding"], str(row["spiking"]), str(row["analog"]), row["what"])
+        levels = str(row["levels_per_event"])
+        r.add_row(name, row["coding"], levels, str(row["spiking"]), str(row["analog"]), row["what"])
     out.print(r)
     if json_out is not None:
         from snnconvert.atomic import write_json
@@ -333,6 +334,7 @@ def convert(
 ) -> None:
     """Apply a recipe's passes and write the spiking IR, the ANN IR and a portable PyTorch SNN."""
     from snnconvert.api import run_conversion
+    from snnconvert.ir.ops_spiking import describe_spikes
 
     check_output(out_dir, kind="dir")
     s = run_conversion(
@@ -349,7 +351,7 @@ def convert(
     out.print(
         f"[bold]{s['recipe']}[/] ({s['coding']} coding): {s['neurons']} neuron layers, "
         + (f"{len(s['spiking_subnetworks'])} spiking softmax, " if s["spiking_subnetworks"] else "")
-        + f"{len(s['analog_nodes'])} analog nodes -> {out_dir}"
+        + f"{len(s['analog_nodes'])} analog nodes; {describe_spikes(s['spikes'])} -> {out_dir}"
     )
     for note in s["notes"]:
         out.print(f"  note: {note}")

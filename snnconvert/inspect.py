@@ -35,8 +35,15 @@ def inspect_graph(g: Graph) -> dict[str, Any]:
             spiking_ops = {"every op output (signed IF); LayerNorm, Softmax on totals"}
         else:
             sp = [n for n in compute if n.op in spiking_ops]
+        # the most events a neuron of the recipe sends in one step (1: binary spikes)
+        levels = [
+            int(params.get("max_spikes_per_step", PASSES[p].params["max_spikes_per_step"].default))
+            for p, params in r.passes
+            if "max_spikes_per_step" in PASSES[p].params
+        ]
         recipes[name] = {
             "coding": r.coding,
+            "levels_per_event": max(levels, default=1),
             "spiking": len(sp),
             "analog": len(compute) - len(sp),
             "what": ", ".join(sorted(spiking_ops)) or "nothing",

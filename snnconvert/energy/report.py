@@ -14,6 +14,7 @@ import numpy as np
 from snnconvert.energy.count import count_nodes
 from snnconvert.errors import InputError
 from snnconvert.ir.graph import Graph
+from snnconvert.ir.ops_spiking import spike_format
 from snnconvert.ir.registry import get, has_flag
 
 CONVENTIONS = ("measured", "sit", "spikformer")
@@ -165,6 +166,7 @@ def build_report(
         "timesteps": T,
         "samples": sim["samples"],
         "convention": convention,
+        "spikes": spike_format(snn),  # what one event is: levels per step, signed
         "constants": {
             "mac_pj": e_mac,
             "ac_pj": e_ac,

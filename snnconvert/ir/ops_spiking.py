@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from snnconvert.ir.registry import EVALUATIONS, Attr, OpDef, numel, register
+from snnconvert.ir.graph import Graph
+from snnconvert.ir.registry import EVALUATIONS, Attr, OpDef, get, numel, register
 from snnconvert.neurons import NEURONS, NeuronKind
 from snnconvert.neurons.fewspike import softmax_by_spikes
 
@@ -113,3 +114,29 @@ def _neuron_op(kind: NeuronKind) -> OpDef:
 
 for _kind in NEURONS.values():
     register_neuron_op(_kind)
+
+
+def spike_format(g: Graph) -> dict[str, Any]:
+    """What one event is in this SNN, as `inspect`, `convert`, `simulate` and `energy-report` state
+    it: the most events a neuron sends in a step (1: binary spikes), whether events can be negative,
+    and the neuron kinds (ops with neurons inside, SpikingSoftmax, send binary spikes)."""
+    levels, signed, kinds = 0, False, set()
+    for n in g.nodes:
+        d = get(n.op)
+        if d.neuron is not None:
+            a = d.with_defaults(n.attrs)
+            levels = max(levels, d.neuron.levels(a))
+            signed = signed or not d.neuron.never_negative(a)
+            kinds.add(n.op)
+        elif d.events is not None:
+            levels = max(levels, 1)
+            kinds.add(n.op)
+    return {"levels_per_event": levels, "signed": signed, "neuron_kinds": sorted(kinds)}
+
+
+def describe_spikes(f: dict[str, Any]) -> str:
+    """spike_format in words: 'binary spikes', 'up to 4 events per step, signed', 'no neurons'."""
+    if not f["levels_per_event"]:
+        return "no neurons"
+    what = "binary spikes" if f["levels_per_event"] == 1 else f"up to {f['levels_per_event']} events per step"
+    return what + (", signed" if f["signed"] else "")

@@ -93,6 +93,7 @@ IF = register_neuron(
         update_ops={"add": 1.0, "cmp": 1.0},  # integrate the current, compare with theta
         # rate coding fires -1 only when signed (lo < 0); count coding takes back overshoot
         never_negative=lambda a: a["coding"] == "rate" and float(a["lo"]) >= 0,
+        levels=lambda a: int(a["max_spikes_per_step"]),
         doc=(
             "integrate-and-fire neuron, reset by subtraction; inputs [x, theta]. Output events carry "
             "amplitude theta; lo < 0 makes it signed. v0 is the initial membrane as a fraction of "

@@ -35,6 +35,8 @@ class NeuronKind:
     # never_negative(attrs): are its events never negative? Then the simulator counts them with one
     # sum, not a sum of magnitudes (unknown: False, the count that is always right)
     never_negative: Callable[[dict[str, Any]], bool] = lambda a: False
+    # levels(attrs): the most events one neuron sends in one step (1: binary spikes; m: up to m)
+    levels: Callable[[dict[str, Any]], int] = lambda a: 1
     doc: str = ""
 
 

@@ -87,6 +87,7 @@ MASKED_IF = register_neuron(
         step=_step,
         converges_to=_converges_to,
         never_negative=IF.never_negative,  # masking only removes events
+        levels=IF.levels,
         # integrate, compare with theta, compare the stream's random number with r
         update_ops={"add": 1.0, "cmp": 2.0},
         doc=(

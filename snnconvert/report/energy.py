@@ -9,6 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from snnconvert.ir.ops_spiking import describe_spikes
+
 
 def _n(v: float | None) -> str:
     if v is None:
@@ -32,7 +34,8 @@ def other_work(rep: dict[str, Any]) -> str:
 def print_energy(rep: dict[str, Any], console: Console, max_rows: int = 40) -> None:
     c = rep["constants"]
     t = Table(
-        title=f"energy per sample: {rep['recipe']} ({rep['coding']}, T={rep['timesteps']}, {rep['convention']} convention)"
+        title=f"energy per sample: {rep['recipe']} ({rep['coding']}, T={rep['timesteps']}, "
+        f"{describe_spikes(rep['spikes'])}, {rep['convention']} convention)"
     )
     for col in (
         "layer",
@@ -145,6 +148,8 @@ def to_markdown(rep: dict[str, Any]) -> str:
         f"# Energy report: {rep['recipe']} ({rep['coding']} coding, T = {rep['timesteps']}, {rep['samples']} samples)",
         "",
         f"Convention: **{rep['convention']}**; E_MAC = {c['mac_pj']} pJ, E_AC = {c['ac_pj']} pJ ({c['source']}).",
+        "",
+        f"Events: {describe_spikes(rep['spikes'])}.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

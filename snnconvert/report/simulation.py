@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from snnconvert.ir.ops_spiking import describe_spikes
 from snnconvert.ir.registry import has_flag
 
 
@@ -32,7 +33,8 @@ def limit_notes(j: dict[str, Any], tolerance_pp: float = 0.5) -> list[str]:
 def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) -> None:
     n, T = j["samples"], j["timesteps"]
     t = Table(
-        title=f"SNN vs ANN on {n} samples ({j['coding']} coding, {T} steps; 1 sample = {100 / n:.3g} pp)"
+        title=f"SNN vs ANN on {n} samples ({j['coding']} coding, {describe_spikes(j['spikes'])}, {T} steps; "
+        f"1 sample = {100 / n:.3g} pp)"
     )
     t.add_column("t", justify="right")
     if j.get("labelled"):

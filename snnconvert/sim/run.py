@@ -18,6 +18,7 @@ from snnconvert.data.files import Dataset
 from snnconvert.errors import InputError, UnsupportedModelError
 from snnconvert.ir.execute import Executor, sample_rows
 from snnconvert.ir.graph import MASK_FLOOR, Graph
+from snnconvert.ir.ops_spiking import spike_format
 from snnconvert.ir.registry import EVALUATIONS, get
 from snnconvert.sim.budget import Plan, current_rss, footprint, parse_budget, plan
 from snnconvert.sim.simulator import Sig, Simulator, internal_records, is_spike_record
@@ -350,6 +351,7 @@ def result_json(res: SimResult, snn: Graph) -> dict:
         "timesteps": T,
         "samples": n,
         "coding": snn.meta.get("coding", "rate"),
+        "spikes": spike_format(snn),  # what one event is: levels per step, signed
         "labelled": res.labelled,
         "agreement": [float(a) / n for a in res.agree] if res.classified else [None] * T,
         "cosine": [_finite(f.cosine()) for f in res.out_fid],
