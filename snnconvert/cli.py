@@ -334,7 +334,7 @@ def convert(
 ) -> None:
     """Apply a recipe's passes and write the spiking IR, the ANN IR and a portable PyTorch SNN."""
     from snnconvert.api import run_conversion
-    from snnconvert.ir.ops_spiking import describe_spikes
+    from snnconvert.report.spikes import describe_spikes
 
     check_output(out_dir, kind="dir")
     s = run_conversion(

@@ -132,11 +132,3 @@ def spike_format(g: Graph) -> dict[str, Any]:
             levels = max(levels, 1)
             kinds.add(n.op)
     return {"levels_per_event": levels, "signed": signed, "neuron_kinds": sorted(kinds)}
-
-
-def describe_spikes(f: dict[str, Any]) -> str:
-    """spike_format in words: 'binary spikes', 'up to 4 events per step, signed', 'no neurons'."""
-    if not f["levels_per_event"]:
-        return "no neurons"
-    what = "binary spikes" if f["levels_per_event"] == 1 else f"up to {f['levels_per_event']} events per step"
-    return what + (", signed" if f["signed"] else "")

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from snnconvert.ir.ops_spiking import describe_spikes
+from snnconvert.report.spikes import describe_spikes
 
 
 def _n(v: float | None) -> str:

@@ -7,8 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from snnconvert.ir.ops_spiking import describe_spikes
 from snnconvert.ir.registry import has_flag
+from snnconvert.report.spikes import describe_spikes
 
 
 def checkpoints(T: int) -> list[int]:

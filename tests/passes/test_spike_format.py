@@ -6,7 +6,8 @@ from __future__ import annotations
 from helpers import converted, mlp_graph, random_calibration
 
 from snnconvert.inspect import inspect_graph
-from snnconvert.ir.ops_spiking import describe_spikes, spike_format
+from snnconvert.ir.ops_spiking import spike_format
+from snnconvert.report.spikes import describe_spikes
 
 
 def test_the_neurons_say_what_an_event_is():
