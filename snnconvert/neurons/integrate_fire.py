@@ -37,22 +37,27 @@ def if_steps(
     """
     spikes = torch.empty_like(current)
     base = v0 * theta
+    # the same operations in the same order as v = u + base + c; u = v - theta * s - base, written
+    # into fewer temporaries (the neurons were a third of a fully spiking simulation's time)
     for t in range(current.shape[0]):
-        v = u + base + current[t]
+        v = torch.add(u, base)
+        v.add_(current[t])
+        s = torch.div(v, theta)
+        s.floor_()
         if coding == "count":
             # +k while v >= k*theta, -k while v < -(k-1)*theta, i.e. floor(v/theta), within what
             # the step (max_spikes) and the count's range [lo, hi] still allow
             s = torch.clamp(
-                torch.floor(v / theta),
-                torch.clamp(lo - count, min=-max_spikes),
-                torch.clamp(hi - count, max=max_spikes),
+                s, torch.rsub(count, lo).clamp_(min=-max_spikes), torch.rsub(count, hi).clamp_(max=max_spikes)
             )
             count = count + s
         else:
-            s = torch.clamp(torch.floor(v / theta), min=0, max=max_spikes)
             if lo < 0:
-                s = s - torch.clamp(torch.floor(-v / theta), min=0, max=max_spikes)
-        u = v - theta * s - base
+                neg = torch.div(v.neg(), theta).floor_().clamp_(min=0, max=max_spikes)
+                s.clamp_(min=0, max=max_spikes).sub_(neg)
+            else:
+                s.clamp_(min=0, max=max_spikes)
+        u = v.sub_(theta * s).sub_(base)
         spikes[t] = s
     return spikes, u, count
 
