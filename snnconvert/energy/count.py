@@ -18,7 +18,7 @@ import torch
 
 from snnconvert.ir.cost import node_cost, node_shapes
 from snnconvert.ir.graph import Graph, Node
-from snnconvert.ir.registry import get, has_flag, internal_records, numel, run_op, torch_dtype
+from snnconvert.ir.registry import EVALUATIONS, get, has_flag, internal_records, numel, run_op, torch_dtype
 
 
 @dataclass
@@ -146,8 +146,10 @@ def count_nodes(
             shapes = node_shapes(g, n)
             row.snn_acs, row.other = op.snn_cost(op.with_defaults(n.attrs), *shapes, inside, execs)
             row.internal = True
-        elif op.neuron is not None:  # every neuron updates every step (its kind says with what)
-            row.other = {k: v * g.values[out].numel * timesteps for k, v in op.neuron.update_ops.items()}
+        elif op.neuron is not None:  # a neuron's update (its kind says with what) at each step it ran
+            runs = internal_records(ev, out).get(EVALUATIONS)  # count coding records them
+            updates = float(np.sum(runs)) if runs is not None else g.values[out].numel * timesteps
+            row.other = {k: v * updates for k, v in op.neuron.update_ops.items()}
         elif spike_in and all(i in ev for i in spike_in):
             idx = [n.inputs.index(i) for i in spike_in]
             stream = frozenset(n.inputs.index(i) for i in dyn if not static.get(i, False))

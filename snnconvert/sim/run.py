@@ -342,11 +342,11 @@ def result_json(res: SimResult, snn: Graph) -> dict:
                     "static": bool(res.static.get(o, False)),
                 }
             )
-            if inside:  # neurons inside the op (SpikingSoftmax): spikes per kind, and evaluations, per sample
-                layers[-1]["internal_spikes_per_sample"] = {
-                    k: v for k, v in inside.items() if k != EVALUATIONS
-                }
-                layers[-1]["evaluations_per_sample"] = inside.get(EVALUATIONS)
+            kinds = {k: v for k, v in inside.items() if k != EVALUATIONS}
+            if kinds:  # neurons inside the op (SpikingSoftmax): spikes per kind, per sample
+                layers[-1]["internal_spikes_per_sample"] = kinds
+            if EVALUATIONS in inside:  # applications that ran (count coding's neurons: updates)
+                layers[-1]["evaluations_per_sample"] = inside[EVALUATIONS]
     j = {
         "timesteps": T,
         "samples": n,
