@@ -167,6 +167,10 @@ def count_nodes(
                 analog_dyn = [i for i in dyn if i not in spike_in]
                 if analog_dyn:  # the analog operand of a mixed op adds its own work per execution
                     row.other = {k: float(v) * execs for k, v in cost.items() if k != "mac"}
+            elif has_flag(n.op, "bilinear", n.attrs) and len(idx) == len(dyn) == 2:
+                # a product of two spike trains (SDSA's K * V): a(t) B(t-1) + A(t-1) b(t) + a(t) b(t),
+                # each event adding the other operand's running value to each output it reaches
+                row.snn_acs = sum(_ones_trick(g, n, i, ev[n.inputs[i]], 1.0) for i in idx)
             else:  # non-affine op on spike inputs (e.g. softmax of a spike count): analog work
                 row.snn_macs = float(cost.get("mac", 0)) * execs
                 row.other = {k: float(v) * execs for k, v in cost.items() if k != "mac"}

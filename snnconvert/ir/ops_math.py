@@ -137,6 +137,7 @@ register(
         "Mul",
         lambda a, x, y: x * y,
         **_EW,
+        bilinear=True,
         cost=_elementwise("mul"),
         affine_in=_exactly_one,
         scaling=True,

@@ -80,6 +80,7 @@ class OpDef:
     converts: Flag = False
     normalization: Flag = False
     activation: Flag = False
+    bilinear: Flag = False
 
     def with_defaults(self, attrs: dict[str, Any]) -> dict[str, Any]:
         out = {k: a.default for k, a in self.attrs.items() if not a.required}
@@ -115,6 +116,8 @@ FLAGS: dict[str, str] = {
     "normalization": "an analog normalisation (softmax, layer norm): it acts on running totals and "
     "stays analog even in a fully spiking network (inspect)",
     "activation": "an elementwise non-linear activation function (convert's coverage notes)",
+    "bilinear": "the product of its two run-time operands, elementwise (x * y): fed by two spike "
+    "trains, each event adds the other's running value once per output it reaches (energy)",
 }
 
 OPS: dict[str, OpDef] = {}

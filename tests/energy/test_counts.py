@@ -119,3 +119,19 @@ def test_energy_reads_the_records_the_simulator_writes():
 
     records = {internal_key("p", "siexp"): 3.0, internal_key("p", "evaluations"): 1.0, "p": 2.0}
     assert internal_records(records, "p") == {"siexp": 3.0, "evaluations": 1.0}
+
+
+def test_product_of_two_spike_trains_costs_an_accumulate_per_event_and_output_reached():
+    """SDSA's K * V: each event of one operand adds the other's running value to every output it
+    reaches (a [4] operand broadcast over 3 rows reaches 3 outputs per event)."""
+    b = GraphBuilder()
+    x = b.input("x", (3, 4))
+    a = spiking(b, x, "a")  # [3, 4]
+    r = spiking(b, b.node("ReduceMean", [x], {"axes": [0], "keepdims": 0}, name="row"), "r")  # [4]
+    y = b.node("Mul", [a, r], name="prod")
+    g = finish(b, y)
+    ev_a = np.arange(12, dtype=np.float64).reshape(3, 4)  # per sample, over all steps
+    ev_r = np.array([1.0, 0.0, 2.0, 5.0])
+    rows = by_name(count_nodes(g, {"a": ev_a, "r": ev_r}, {"x": True}, timesteps=10))
+    assert rows["prod"].snn_acs == ev_a.sum() + 3 * ev_r.sum()
+    assert rows["prod"].snn_macs == 0 and rows["prod"].other == {}
