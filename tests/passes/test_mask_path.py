@@ -5,6 +5,8 @@ to the running total of the scores."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -60,3 +62,32 @@ def test_a_masked_token_cannot_reach_the_output(fill):
     # the real tokens' outputs are the same, to the bit, at every step
     assert torch.equal(dec[0][:, :, :3], dec[1][:, :, :3])
     assert not torch.equal(dec[0][:, :, 3:], dec[1][:, :, 3:])  # (the padded queries themselves do change)
+
+
+@pytest.mark.parametrize("fill", [-np.inf, np.finfo(np.float32).min])
+def test_the_spiking_softmax_underflow_leaves_masked_keys_out(fill):
+    """softmax_to_spiking reports the share of shifted scores below its SI-exp range; masked keys
+    are not scores, so they are not counted (numpy reference over the real keys)."""
+    from snnconvert.calibrate.observe import shifted_key
+    from snnconvert.passes import PassContext, run_pass
+
+    g = attention(fill)
+    rng = np.random.default_rng(2)
+    pad = np.zeros((64, N_TOK), bool)
+    pad[:, 3:] = True
+    d = {"x": 3 * rng.normal(size=(64, N_TOK, D)).astype(np.float32), "pad": pad}
+    cal = calibration_of(g, d, batch_size=16)
+    sk = cal.sketch(shifted_key("probs"))
+    assert sk.count == 64 * N_TOK * 3  # the real keys' shifted scores only
+    ctx = PassContext(calibration=cal, coding="rate")
+    run_pass("softmax_to_spiking", g, {"K": 8, "range": 0}, ctx)
+    # the same shifted scores in numpy, over the real keys, against the range the pass chose
+    w = {k: g.initializers[k].astype(np.float64) for k in ("wq", "wk")}
+    x = d["x"].astype(np.float64)
+    s = (x @ w["wq"]) @ (x @ w["wk"]).transpose(0, 2, 1)
+    s = s[:, :, :3]  # the real keys
+    shifted = s - s.max(-1, keepdims=True)
+    (note,) = [m for m in ctx.notes if "SI-exp" in m]
+    lo = float(re.search(r"\[(-?[0-9.e+]+), 0\]", note).group(1))
+    pct = float(re.search(r"([0-9.e+-]+)% (of them )?underflow", note).group(1))
+    assert abs(pct - 100 * float((shifted < lo).mean())) < 1.0, (note, 100 * float((shifted < lo).mean()))
