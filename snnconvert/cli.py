@@ -72,23 +72,6 @@ def _progress(total: int | None, label: str) -> Iterator[Callable[..., None]]:
         yield tick
 
 
-def _parse_op_pj(specs: list[str] | None) -> dict[str, float] | None:
-    from snnconvert.errors import InputError
-
-    if not specs:
-        return None
-    out: dict[str, float] = {}
-    for spec in specs:
-        kind, sep, value = spec.partition("=")
-        try:
-            out[kind.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise InputError(f"--op-pj expects KIND=PJ (e.g. exp=20), got '{spec}'") from None
-    return out
-
-
 def _parse_shapes(specs: list[str] | None) -> dict[str, list[int]] | None:
     from snnconvert.errors import InputError
 
@@ -125,21 +108,31 @@ BatchAxis = Annotated[
 ]
 
 
-def _parse_axes(specs: list[str] | None) -> dict[str, int] | None:
+def _parse_pairs(specs: list[str] | None, convert: Callable[[str], Any], bad: str) -> dict[str, Any] | None:
+    """NAME=VALUE options (repeatable) as {NAME: convert(VALUE)}; `bad` formats the one-line
+    error for a spec that is not NAME=VALUE or whose VALUE `convert` refuses."""
     from snnconvert.errors import InputError
 
     if not specs:
         return None
-    axes = {}
+    out = {}
     for s in specs:
-        name, sep, axis = s.partition("=")
+        name, sep, value = s.partition("=")
         try:
             if not sep or not name.strip():
                 raise ValueError
-            axes[name.strip()] = int(axis)
+            out[name.strip()] = convert(value)
         except ValueError:
-            raise InputError(f"--batch-axis '{s}': expected NAME=AXIS (an integer axis)") from None
-    return axes
+            raise InputError(bad.format(s)) from None
+    return out
+
+
+def _parse_axes(specs: list[str] | None) -> dict[str, int] | None:
+    return _parse_pairs(specs, int, "--batch-axis '{}': expected NAME=AXIS (an integer axis)")
+
+
+def _parse_op_pj(specs: list[str] | None) -> dict[str, float] | None:
+    return _parse_pairs(specs, float, "--op-pj expects KIND=PJ (e.g. exp=20), got '{}'")
 
 
 ModelArg = Annotated[

@@ -115,3 +115,9 @@ def mlp_graph(sizes=(6, 5, 4), seed=0, relu_last=False):
         if i < len(sizes) - 2 or relu_last:
             h = b.node("Relu", [h], name=f"relu{i}")
     return b.output(h)
+
+
+def npz(path) -> dict[str, np.ndarray]:
+    """Every array of an .npz file, read into memory (no pickles)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}

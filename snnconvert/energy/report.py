@@ -67,7 +67,8 @@ def build_report(
     recipe_energy = snn.meta.get("energy", {}) or {}
     e_mac = float(mac_pj if mac_pj is not None else recipe_energy.get("mac_pj", DEFAULT_MAC_PJ))
     e_ac = float(ac_pj if ac_pj is not None else recipe_energy.get("ac_pj", DEFAULT_AC_PJ))
-    for name, v in (("--mac-pj", e_mac), ("--ac-pj", e_ac), ("--mem-pj-per-byte", mem_pj_per_byte)):
+    checked = [("--mac-pj", e_mac), ("--ac-pj", e_ac), ("--mem-pj-per-byte", mem_pj_per_byte)]
+    for name, v in checked + [(f"--op-pj {k}", v) for k, v in other_pj.items()]:
         if not np.isfinite(v) or v < 0:
             raise InputError(f"{name} must be a non-negative number, got {v}")
     T = int(sim["timesteps"])
@@ -188,15 +189,11 @@ def build_report(
 
 
 def other_energies(overrides: dict[str, float] | None) -> dict[str, float]:
-    """OTHER_PJ with overrides; an unknown kind or a negative energy is a one-line error."""
-    pj = dict(OTHER_PJ)
-    for k, v in (overrides or {}).items():
-        if k not in OTHER_PJ:
-            raise InputError(f"--op-pj {k}: unknown operation (known: {', '.join(OTHER_PJ)})")
-        if not np.isfinite(v) or v < 0:
-            raise InputError(f"--op-pj {k}: must be a non-negative number of pJ, got {v}")
-        pj[k] = float(v)
-    return pj
+    """OTHER_PJ with overrides (an unknown kind is a one-line error; build_report checks values)."""
+    unknown = sorted(set(overrides or {}) - set(OTHER_PJ))
+    if unknown:
+        raise InputError(f"--op-pj {unknown[0]}: unknown operation (known: {', '.join(OTHER_PJ)})")
+    return {**OTHER_PJ, **{k: float(v) for k, v in (overrides or {}).items()}}
 
 
 def _other_energy(counts: dict[str, float], pj: dict[str, float]) -> float:

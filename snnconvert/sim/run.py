@@ -47,9 +47,6 @@ class _Fid:
     aa: float = 0.0
     dd: float = 0.0
 
-    def add(self, s: torch.Tensor, a: torch.Tensor) -> None:
-        self.absorb(fid_sums(s, a))
-
     def absorb(self, v: np.ndarray) -> None:
         self.dot += float(v[0])
         self.ss += float(v[1])

@@ -265,12 +265,17 @@ class Simulator:
             return [Sig(None, False, run=o) for o in outs]
         if self.coding == "count":
             # the op's constant term (bias, static addends) belongs to step 1 only
-            zargs = [torch.zeros_like(s.data[0]) if i in stream else s.data for i, s in enumerate(ins)]
             # a non-finite constant term (an additive -inf mask) stays in every step's value: the
             # running total keeps it, where subtracting it again would make inf - inf = NaN
-            zero_out = [torch.where(torch.isfinite(z), z, 0.0) for z in self._run(n, zargs)]
+            zero_out = [torch.where(torch.isfinite(z), z, 0.0) for z in self._constant_term(n, ins, stream)]
             outs = [self._after_step_one(o, z, steps) for o, z in zip(outs, zero_out, strict=True)]
         return [Sig(o, False) for o in outs]
+
+    def _constant_term(self, n: Node, ins: list[Sig], stream: frozenset[int]) -> list[torch.Tensor]:
+        """The op's outputs with its varying inputs at zero ([B, ...]): its bias and static addends,
+        which count coding's running totals take once, at step 1."""
+        zargs = [torch.zeros_like(s.data[0]) if i in stream else s.data for i, s in enumerate(ins)]
+        return self._run(n, zargs)
 
     def _rows_apart(self, n: Node, ins: list[Sig], stream: frozenset[int]) -> bool:
         """A synaptic op on one stream whose rows (all but the last axis) are computed apart from
@@ -295,7 +300,7 @@ class Simulator:
         k = int(live.sum())
         if k > 0.5 * rows.shape[0]:
             return None
-        (z,) = self._run(n, [torch.zeros_like(ins[0].data[0]), *args[1:]])  # the constant term
+        (z,) = self._constant_term(n, ins, frozenset({0}))
         if not bool(torch.isfinite(z).all()):
             return None
         one_step = z.reshape(-1, z.shape[-1])

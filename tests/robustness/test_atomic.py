@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from conftest import SAMPLES as BUILT_SAMPLES
 from conftest import hidden_temps, leftovers, one_line_error
+from helpers import npz
 
 T = 8
 SAMPLES = 64
@@ -271,11 +272,6 @@ def _pipeline(env: dict, d: Path, cli, convert: bool = True) -> None:
         assert code == 0, (s[0], err)
 
 
-def _npz(p: Path) -> dict[str, np.ndarray]:
-    with np.load(p) as z:
-        return {k: z[k] for k in z.files}
-
-
 def test_two_runs_are_identical(built, cli, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert SAMPLES == BUILT_SAMPLES
@@ -296,7 +292,7 @@ def test_two_runs_are_identical(built, cli, tmp_path):
     for f in same_bytes:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     for f in ("snn/weights.npz", "snn/ann/weights.npz", "snn/events.npz"):
-        wa, wb = _npz(a / f), _npz(b / f)
+        wa, wb = npz(a / f), npz(b / f)
         assert list(wa) == list(wb), f
         for k in wa:
             assert wa[k].dtype == wb[k].dtype and wa[k].shape == wb[k].shape, (f, k)

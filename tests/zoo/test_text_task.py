@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+from helpers import npz
 
 from snnconvert.zoo.models import build_model
 from tools.train_zoo import (
@@ -37,8 +38,7 @@ def entry() -> dict[str, Any]:
 
 
 def _npz(name: str) -> dict[str, np.ndarray]:
-    with np.load(DATA_DIR / name, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    return npz(DATA_DIR / name)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import npz
 from onnx import TensorProto, helper
 
 from snnconvert.zoo.models import build_model
@@ -36,8 +37,7 @@ def zoo() -> dict[str, Any]:
 
 
 def _npz(name: str) -> dict[str, np.ndarray]:
-    with np.load(DATA_DIR / name, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    return npz(DATA_DIR / name)
 
 
 @pytest.fixture(scope="module")
