@@ -78,7 +78,8 @@ def calibrate(
         _update(name, name, t.detach())
 
     def _update(key: str, name: str, t: torch.Tensor) -> None:
-        channel = None if key != name else _channel_axis(g, name)
+        axis = channel_axis(g, name)
+        channel = None if key != name or axis is None else axis + 1  # observed tensors are sample-major
         if t.is_floating_point():
             hidden = t <= MASK_FLOOR
             if bool(hidden.any()):
@@ -103,13 +104,15 @@ def calibrate(
     return sketches
 
 
-def _channel_axis(g: Graph, name: str) -> int | None:
-    """Channels are axis 1 for conv feature maps (rank 4), the last axis for token features; the
-    observed tensor is sample-major, so one axis more than the value's shape."""
+def channel_axis(g: Graph, name: str) -> int | None:
+    """The axis of a value's channels, whose calibrated max |x| calibrate records one by one (and
+    spike_all's per-channel thresholds follow): axis 1 of a conv feature map or of attention's
+    [1, heads, queries, keys] (rank 4), the last axis for features [features] and token features
+    [1, tokens, features]."""
     rank = len(g.values[name].shape)
     if rank == 4:
-        return 2
-    return rank if rank >= 2 else None
+        return 1
+    return rank - 1 if rank >= 1 else None
 
 
 def nonzero_percentile(s: QuantileSketch, p: float) -> float:
@@ -125,4 +128,4 @@ def nonzero_percentile(s: QuantileSketch, p: float) -> float:
     return float(s.percentile(100.0 * r / (n - 1)))
 
 
-__all__ = ["calibrate", "observed_values", "nonzero_percentile", "np"]
+__all__ = ["calibrate", "channel_axis", "observed_values", "nonzero_percentile", "np"]

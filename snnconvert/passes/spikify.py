@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from snnconvert.calibrate.observe import channel_axis
 from snnconvert.errors import GraphError
 from snnconvert.ir.graph import Graph, Node, Value
 from snnconvert.ir.registry import get, has_flag, run_op, torch_dtype
@@ -126,6 +127,59 @@ def mse_threshold(sk, lo: float, hi: float, fallback: float, candidates: int = 2
     return float(grid[int(np.argmin(quantisation_error(values, counts, grid, lo, hi)))])
 
 
+def _doublings(levels: int, max_levels: int, tolerance: float) -> int:
+    """How many times `tolerance` may double L from `levels` without passing max_levels."""
+    k = 0
+    while tolerance and levels << (k + 1) <= max_levels:
+        k += 1
+    return k
+
+
+def _threshold(sk, relu: bool, lo: float, L: int, params: dict[str, Any], shape, axis) -> np.ndarray:
+    """A neuron's theta, a scalar or (per_channel) one per channel broadcast along `axis`."""
+    if params["per_channel"]:
+        theta = channel_thresholds(sk, L, shape, axis)
+        if theta is not None:
+            return theta
+    p = float(params["percentile"])
+    lam = float(sk.percentile(p)) if relu else float(sk.percentile_abs(p))
+    theta = (lam if lam > 0 else max(abs(sk.max), abs(sk.min), 1e-6)) / L
+    if params["threshold"] == "mse":
+        theta = mse_threshold(sk, lo, float(L), fallback=theta)
+    return np.asarray(theta, dtype=np.float32)
+
+
+def channel_thresholds(sk, L: int, shape, axis: int | None) -> np.ndarray | None:
+    """theta_c = the channel's calibrated max |x| / L, shaped to broadcast along `axis`; None where
+    calibration recorded no per-channel maxima for this shape, or the tensor was all zero (a dead
+    channel gets a millionth of the largest channel's theta: it never fires)."""
+    cm = sk.channel_max_abs
+    if cm is None or axis is None or shape[axis] != len(cm) or not float(cm.max()) > 0:
+        return None
+    theta = np.maximum(cm, 1e-6 * float(cm.max())) / L
+    return theta.reshape([len(cm) if a == axis else 1 for a in range(len(shape))]).astype(np.float32)
+
+
+def relative_error(sk, theta: np.ndarray, lo: float, hi: float) -> float:
+    """The RMS quantisation error of clip(round(x/theta), lo, hi) relative to RMS(x), over the
+    calibration histogram: exact for one theta; per channel (where the histogram does not say which
+    channel a value is in, and theta_c * hi is the channel's max, so nothing clips) each value's
+    error is taken as min(x^2, mean(theta_c^2)/12), rounded to zero or uniform rounding noise."""
+    values, counts = sk.histogram()
+    if sk.count == 0 or not len(values):
+        return 0.0
+    values, counts = np.clip(values, sk.min, sk.max), counts.astype(np.float64)
+    power = float((values**2 * counts).sum())
+    if not power > 0:
+        return 0.0
+    theta = np.asarray(theta, dtype=np.float64)
+    if theta.size == 1:
+        err = float(quantisation_error(values, counts, theta.reshape(1), lo, hi)[0])
+    else:
+        err = float((np.minimum(values**2, float((theta**2).mean()) / 12.0) * counts).sum())
+    return float(np.sqrt(err / power))
+
+
 @register_pass(
     "spike_all",
     {
@@ -144,6 +198,23 @@ def mse_threshold(sk, lo: float, hi: float, fallback: float, candidates: int = 2
             "minimises the calibration data's squared quantisation error theta*clip(round(x/theta))",
             choices=("percentile", "mse"),
         ),
+        "per_channel": Param(
+            bool,
+            False,
+            "one theta per channel (the features a Linear produces, a conv's or attention's axis 1): "
+            "the channel's calibrated max |x| / L, so outlier channels keep their range and the rest "
+            "their resolution; tensors without per-channel maxima keep one theta",
+        ),
+        "tolerance": Param(
+            (int, float),
+            0.0,
+            "L per tensor: doubled from `levels` (and events per step with it) until the estimated RMS "
+            "quantisation error is at most this fraction of the tensor's RMS, or L reaches "
+            "max_levels; 0 keeps L = levels everywhere",
+            lo=0.0,
+            hi=1.0,
+        ),
+        "max_levels": Param(int, 256, "the largest L `tolerance` may choose", lo=1, hi=4096),
     },
     spikes=("*",),
     codings=("count",),
@@ -156,7 +227,7 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
     if ctx.calibration is None:
         raise GraphError("spike_all: a calibration file is required")
     g = g.copy()
-    L, p = int(params["levels"]), float(params["percentile"])
+    L = int(params["levels"])
     spike: set[str] = set()
     nodes: list[Node] = []
     masked = [o for o in ctx.calibration.masked if o in g.values]
@@ -194,15 +265,18 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             relu = n.op == "Relu"
             src = n.inputs[0] if relu else o
             sk = ctx.calibration.sketch(o)
-            lam = float(sk.percentile(p)) if relu else float(sk.percentile_abs(p))
-            theta = (lam if lam > 0 else max(abs(sk.max), abs(sk.min), 1e-6)) / L
             # unsigned where calibration never saw a negative value (ReLU, softmax, x^2, a variance):
             # a signed neuron's transient negative counts would reach e.g. a square root below zero
-            lo = 0.0 if relu or sk.min >= 0 else -float(L)
-            if params["threshold"] == "mse":
-                theta = mse_threshold(sk, lo, float(L), fallback=theta)
+            signed = not relu and sk.min < 0
+            for k in range(_doublings(L, int(params["max_levels"]), float(params["tolerance"])) + 1):
+                levels = L << k
+                lo = -float(levels) if signed else 0.0
+                theta = _threshold(sk, relu, lo, levels, params, g.values[o].shape, channel_axis(g, o))
+                if not params["tolerance"] or relative_error(sk, theta, lo, levels) <= params["tolerance"]:
+                    break
             tname = _theta(g, n.name, theta)
-            attrs = if_attrs(ctx, params, lo, L)
+            attrs = if_attrs(ctx, params, lo, levels)
+            attrs["max_spikes_per_step"] <<= k  # as many steps to settle as at L = levels
             if relu:  # the ReLU itself becomes the neuron
                 n.op, n.inputs, n.attrs = "IF", [src, tname], attrs
             else:

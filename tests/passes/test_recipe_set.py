@@ -106,15 +106,17 @@ def _convert(d, out, *extra: str) -> tuple[int, str, str]:
 def test_cli_set_is_applied_and_recorded_in_the_artefact(mlp_example) -> None:
     out = mlp_example / "snn"
     code, _, err = _convert(
-        mlp_example, out, "--recipe", "spikezip_count", "--set", "spike_all.levels=8", "--set", "timesteps=16"
-    )
+        mlp_example, out, "--recipe", "spikezip_count", "--set", "spike_all.levels=8", "--set", "timesteps=16",
+        "--set", "tolerance=0",
+    )  # fmt: skip
     assert code == 0, err
     rec = json.loads((out / "recipe.json").read_text())
     assert rec["timesteps"] == 16
     assert {k: v for e in rec["passes"] for k, v in e.items()}["spike_all"]["levels"] == 8
     graph = json.loads((out / "graph.json").read_text())
     assert graph["meta"]["timesteps"] == 16
-    # the neurons were built with L = 8: every spike_all neuron's count bound is 8, not the file's 16
+    # the neurons were built with L = 8 (tolerance 0: no tensor's L raised): every spike_all neuron's
+    # count bound is 8, not the file's 16
     bounds = {n["attrs"]["hi"] for n in graph["nodes"] if n["op"] == "IF"}
     assert bounds == {8.0}
 
