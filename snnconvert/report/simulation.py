@@ -16,8 +16,16 @@ def checkpoints(T: int) -> list[int]:
     return pts
 
 
-def limit_notes(j: dict[str, Any], tolerance_pp: float = 0.5) -> list[str]:
-    """Say so when the conversion itself, not the number of steps, costs accuracy."""
+def limit_notes(j: dict[str, Any], tolerance_pp: float = 0.5, min_cosine: float = 0.99) -> list[str]:
+    """Say so when the conversion itself, not the number of steps, costs accuracy (or, for data
+    without labels, output cosine)."""
+    cos = j.get("limit_cosine")
+    if not j.get("labelled") and cos is not None and cos < min_cosine:
+        return [
+            f"the converted network itself reaches output cosine {cos:.4f} with every neuron settled: "
+            "more timesteps cannot recover this; finer quantisation can (count coding: spike_all's "
+            "per_channel and tolerance, e.g. --set per_channel=true --set tolerance=0.03)"
+        ]
     if not j.get("labelled") or j.get("limit_accuracy") is None:
         return []
     gap = 100 * (j["ann_accuracy"] - j["limit_accuracy"])
@@ -51,11 +59,15 @@ def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) 
         agr = j["agreement"][step - 1]
         row += ["-" if agr is None else f"{100 * agr:.2f}%", "-" if cos is None else f"{cos:.4f}"]
         t.add_row(*row)
+    limit_cos = j.get("limit_cosine")
+    limit_cos = "" if limit_cos is None else f"output cosine {limit_cos:.4f}"
     if j.get("labelled"):
         t.caption = (
             f"ANN accuracy {100 * j['ann_accuracy']:.2f}%; the converted network converges to "
-            f"{100 * j['limit_accuracy']:.2f}% (T -> inf)"
+            f"{100 * j['limit_accuracy']:.2f}%{', ' + limit_cos if limit_cos else ''} (T -> inf)"
         )
+    elif limit_cos:
+        t.caption = f"the converted network converges to {limit_cos} (T -> inf)"
     console.print(t)
     for note in limit_notes(j):
         console.print(f"note: {note}")

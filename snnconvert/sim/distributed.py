@@ -52,15 +52,15 @@ def _comm_device(group: Any) -> torch.device:
     )
 
 
-def gather_parts(parts: list, group: Any) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """Every process's BatchParts (sim.run), on every process, as (index, out, layers, counts)."""
+def gather_parts(parts: list, group: Any) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Every process's BatchParts (sim.run), on every process, as (index, out, layers, limit, counts)."""
     import torch.distributed as dist
 
     first = parts[0]
     T, L = first.out.shape[0], first.layers.shape[0]
     rows = np.stack(
         [
-            np.concatenate([[q.index], q.out.ravel(), q.layers.ravel(), q.counts.astype(np.float64)])
+            np.concatenate([[q.index], q.out.ravel(), q.layers.ravel(), q.limit, q.counts.astype(np.float64)])
             for q in parts
         ]
     )
@@ -76,9 +76,15 @@ def gather_parts(parts: list, group: Any) -> list[tuple[int, np.ndarray, np.ndar
     for r in torch.cat(every).cpu().numpy():
         if r[0] < 0:
             continue
-        o = 1 + 4 * T
+        o, m = 1 + 4 * T, 1 + 4 * T + 4 * L
         out.append(
-            (int(r[0]), r[1:o].reshape(T, 4), r[o : o + 4 * L].reshape(L, 4), r[o + 4 * L :].astype(np.int64))
+            (
+                int(r[0]),
+                r[1:o].reshape(T, 4),
+                r[o:m].reshape(L, 4),
+                r[m : m + 4],
+                r[m + 4 :].astype(np.int64),
+            )
         )
     return out
 

@@ -74,6 +74,7 @@ class BatchPart:
     index: int
     out: np.ndarray  # [T, 4] output fidelity sums per step
     layers: np.ndarray  # [L, 4] per-layer fidelity sums at T
+    limit: np.ndarray  # [4] the limit run's output against the ANN's
     counts: np.ndarray  # [2T + 3]: snn_correct per t, agree per t, ann_correct, limit_correct, limit_agree
 
 
@@ -90,6 +91,7 @@ class SimResult:
     snn_correct: np.ndarray | None = None  # [T]
     agree: np.ndarray | None = None  # [T]
     out_fid: list[_Fid] = field(default_factory=list)  # per t (unlabelled data and always for outputs)
+    limit_fid: _Fid = field(default_factory=_Fid)
     layer_fid: dict[str, _Fid] = field(default_factory=dict)
     events: dict[str, torch.Tensor] = field(default_factory=dict)  # per-element event totals
     static: dict[str, bool] = field(default_factory=dict)
@@ -103,6 +105,7 @@ class SimResult:
             f.absorb(v)
         for f, v in zip(self.layer_fid.values(), part.layers, strict=True):
             f.absorb(v)
+        self.limit_fid.absorb(part.limit)
         c = part.counts
         self.snn_correct += c[:T]
         self.agree += c[T : 2 * T]
@@ -299,6 +302,7 @@ class _BatchRun:
         del ann_vals
         self._tick(share / 2)
         lim_out = sample_rows(snn, out_name, self.lim.run(feeds)[out_name])
+        limit = fid_sums(lim_out, ann_out)
         if res.classified:
             lim_pred = lim_out.argmax(-1)
             counts[2 * T + 2] = int((lim_pred == ann_pred).sum())
@@ -306,7 +310,7 @@ class _BatchRun:
                 counts[2 * T] = int((ann_pred == y).sum())
                 counts[2 * T + 1] = int((lim_pred == y).sum())
         self._tick(share / 2)
-        return BatchPart(index, out, layers, counts)
+        return BatchPart(index, out, layers, limit, counts)
 
 
 def result_json(res: SimResult, snn: Graph) -> dict:
@@ -360,6 +364,8 @@ def result_json(res: SimResult, snn: Graph) -> dict:
     # what the SNN converges to as T grows (the converted graph run as a network): separates the
     # loss the conversion itself causes from the loss of too few timesteps
     j["limit_agreement"] = res.limit_agree / n if res.classified else None
+    j["limit_cosine"] = _finite(res.limit_fid.cosine())
+    j["limit_rel_error"] = _finite(res.limit_fid.rel_error())
     # how it ran (not what it found: the numbers above do not depend on these)
     j["execution"] = {**(res.plan.to_json() if res.plan else {}), "processes": res.processes}
     if res.labelled:

@@ -63,6 +63,27 @@ def test_time_chunks_and_batches_do_not_change_the_result(example, recipe):
             assert a["cosine"] == pytest.approx(b["cosine"], abs=1e-6), a["name"]
 
 
+@pytest.mark.parametrize("recipe", ["mueller2021", "spikezip_count"])
+def test_limit_cosine_is_numpys_cosine_of_the_converted_graph_run_as_an_ann(example, recipe):
+    """limit_cosine / limit_rel_error: the converted graph with every neuron settled (the neuron ops
+    run as what they converge to) against the ANN, over all output entries, by numpy (1e-5); the
+    same through batches of 7."""
+    from snnconvert.api import load_snn
+    from snnconvert.data.files import load_dataset
+    from snnconvert.ir.execute import run_graph
+
+    snn, ann = load_snn(example / recipe)
+    _, feeds, _ = next(load_dataset(example / "ex/test.npz", snn).batches(SAMPLES))
+    s = run_graph(snn, feeds)[snn.outputs[0]].numpy().astype(np.float64).ravel()
+    a = run_graph(ann, feeds)[ann.outputs[0]].numpy().astype(np.float64).ravel()
+    cos = s @ a / np.sqrt((s @ s) * (a @ a))
+    rel = np.linalg.norm(s - a) / np.linalg.norm(a)
+    for batch in (SAMPLES, 7):
+        j, _, _ = _run(example, recipe, batch_size=batch)
+        assert j["limit_cosine"] == pytest.approx(cos, abs=1e-5)
+        assert j["limit_rel_error"] == pytest.approx(rel, rel=1e-4, abs=1e-6)
+
+
 def test_plan_halves_the_batch_then_the_chunk_until_it_fits():
     fp = Footprint(fixed=100, per_sample=10, per_step=1)  # bytes: 100 + 10 B + B * chunk
     p = plan(fp, samples=1000, batch_size=64, timesteps=50, budget=100 + 64 * 10 + 64 * MAX_CHUNK)
