@@ -354,7 +354,7 @@ def energy_report(
     ac_pj: float | None = None,
     convention: str = "measured",
     mem_pj_per_byte: float = 0.0,
-    charge_other: bool = False,
+    charge_other: bool | None = None,
     op_pj: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The energy report of an SNN directory that `simulate` has run (snnconvert.energy.report)."""

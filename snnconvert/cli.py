@@ -429,12 +429,14 @@ def energy_report(
         float, typer.Option("--mem-pj-per-byte", help="Memory-access energy (off: 0).")
     ] = 0.0,
     charge_other: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--charge-other",
-            help="Charge elementwise work (add, mul, div, exp, sqrt, compare; neuron updates) in the ANN and the SNN.",
+            "--charge-other/--no-charge-other",
+            help="Charge elementwise work (add, mul, div, exp, sqrt, compare; neuron updates) in the ANN and "
+            "the SNN [default: charged under the measured convention, not under sit / spikformer].",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     op_pj: Annotated[
         list[str] | None,
         typer.Option("--op-pj", help="KIND=PJ: the energy of one elementwise op, e.g. exp=20 (repeatable)."),

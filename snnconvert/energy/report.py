@@ -38,8 +38,15 @@ CONVENTION_NOTE = """Conventions (all per sample, spikes over all T steps):
 - spikformer (Zhou et al. 2023): the first synaptic layer (encoding) at E_MAC every step, synaptic
   operations (events x fan-out) at E_AC, other analog layers at E_MAC per execution.
 Elementwise work (exp, division, sqrt, comparisons, additions of analog values, neuron updates) is
-counted and listed per layer, never dropped; --charge-other charges it, in the ANN and in the SNN
-alike, at the per-operation energies in `constants.other_pj` (--op-pj KIND=PJ overrides one)."""
+counted and listed per layer, never dropped, and by default (measured convention) charged, in the
+ANN and in the SNN alike, at the per-operation energies in `constants.other_pj` (--op-pj KIND=PJ
+overrides one). The papers' conventions (sit, spikformer) leave it out, as the papers do, unless
+--charge-other asks; --no-charge-other leaves it out of the measured one."""
+
+
+def charges_other(convention: str, charge_other: bool | None) -> bool:
+    """Whether elementwise work is charged: as asked, else by the convention (measured: yes)."""
+    return convention == "measured" if charge_other is None else bool(charge_other)
 
 
 def check_convention(convention: str) -> None:
@@ -56,13 +63,15 @@ def build_report(
     convention: str = "measured",
     mem_pj_per_byte: float = 0.0,
     snn_dir: str = "",
-    charge_other: bool = False,
+    charge_other: bool | None = None,
     op_pj: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The report of a spiking graph from its simulation result (`sim`, simulation.json) and the
     events it recorded per sample (events.npz); `snn_dir` names where they came from.
-    `charge_other`: elementwise work charged at `OTHER_PJ` (with `op_pj`'s overrides)."""
+    `charge_other`: elementwise work charged at `OTHER_PJ` (with `op_pj`'s overrides); None: as
+    the convention has it (`charges_other`)."""
     check_convention(convention)
+    charge_other = charges_other(convention, charge_other)
     other_pj = other_energies(op_pj)
     recipe_energy = snn.meta.get("energy", {}) or {}
     e_mac = float(mac_pj if mac_pj is not None else recipe_energy.get("mac_pj", DEFAULT_MAC_PJ))

@@ -28,7 +28,10 @@ def other_work(rep: dict[str, Any]) -> str:
     ann, snn = t.get("energy_other_ann_pj", 0.0) / 1e6, t.get("energy_other_snn_pj", 0.0) / 1e6
     if c.get("charge_other"):
         return f"Elementwise work charged: ANN {ann:.3g} µJ, SNN {snn:.3g} µJ ({c['other_source']})."
-    return f"Elementwise work not charged (--charge-other would add ANN {ann:.3g} µJ, SNN {snn:.3g} µJ)."
+    return (
+        f"Elementwise work not charged ({rep['convention']} convention; --charge-other would add ANN "
+        f"{ann:.3g} µJ, SNN {snn:.3g} µJ)."
+    )
 
 
 def print_energy(rep: dict[str, Any], console: Console, max_rows: int = 40) -> None:
