@@ -172,10 +172,24 @@ def count_nodes(
                 # each event adding the other operand's running value to each output it reaches
                 row.snn_acs = sum(_ones_trick(g, n, i, ev[n.inputs[i]], 1.0) for i in idx)
             else:  # non-affine op on spike inputs (e.g. softmax of a spike count): analog work
-                row.snn_macs = float(cost.get("mac", 0)) * execs
-                row.other = {k: float(v) * execs for k, v in cost.items() if k != "mac"}
+                _analog(row, cost, _evaluations(ev, out, execs))
         else:
-            row.snn_macs = float(cost.get("mac", 0)) * execs
-            row.other = {k: float(v) * execs for k, v in cost.items() if k != "mac"}
+            _analog(row, cost, _evaluations(ev, out, execs))
         rows.append(row)
     return rows
+
+
+def _evaluations(ev: dict[str, np.ndarray], out: str, execs: int) -> float:
+    """How many times per sample an analog op's work ran: `execs`, or where count coding recorded
+    the steps at which each of its rows had input events (the rest keep their value), the mean
+    over rows of those steps."""
+    runs = internal_records(ev, out).get(EVALUATIONS)
+    if runs is None or not np.size(runs):
+        return float(execs)
+    return float(np.sum(runs)) / float(np.size(runs))
+
+
+def _analog(row: NodeCount, cost: dict[str, float], runs: float) -> None:
+    """An op's ANN cost run `runs` times: its MACs and its elementwise work."""
+    row.snn_macs = float(cost.get("mac", 0)) * runs
+    row.other = {k: float(v) * runs for k, v in cost.items() if k != "mac"}

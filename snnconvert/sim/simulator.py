@@ -351,6 +351,8 @@ class Simulator:
             changed = _fold(self._stream(ins[i], n.inputs[i]) != 0)
             if self._chunk[2]:
                 changed[: ins[i].data.shape[1]] = True
+        elif record is not None and self.coding == "count":
+            self._record_row_evaluations(n, ins, stream, tc, record)
         args = [
             self._static_arg(n, i, s, tc) if i not in stream else _fold(self._running(s, n.inputs[i]))
             for i, s in enumerate(ins)
@@ -361,6 +363,37 @@ class Simulator:
             # a comparison or index of running values is its level at each step
             outs.append(Sig(f, False, run=f) if not f.is_floating_point() else Sig(None, False, run=f))
         return outs
+
+    def _record_row_evaluations(
+        self, n: Node, ins: list[Sig], stream: frozenset[int], tc: int, record: dict[str, torch.Tensor]
+    ) -> None:
+        """Count coding: an analog op on running totals whose rows (all but the last axis) are
+        computed apart (the registry's leading_axes) changes a row only at steps where one of its
+        inputs' rows received events; the others keep their value. Records, per row, the steps it had
+        to be evaluated (step 1 always), so the energy count charges those and no more. The
+        simulator itself evaluates every row (on a CPU the dense op is cheaper); the output is the
+        same."""
+        op = get(n.op)
+        if op.leading_axes is None or op.cost is None or len(n.outputs) != 1 or op.synaptic:
+            return
+        shape = self.g.values[n.outputs[0]].shape
+        if not shape or any(self.g.values[n.inputs[i]].shape != shape for i in stream):
+            return  # rows of the output are rows of every varying input (row-wise, elementwise ops)
+        batched = self._batched(n)
+        # per-sample ranks: a stream is [tc, B, ...], a run-time static value [B, ...]
+        ranks = [(s.data if s.run is None else s.run).dim() - (i in stream) - b for i, (s, b) in
+                 enumerate(zip(ins, batched, strict=True))]  # fmt: skip
+        if not op.leading_axes(op.with_defaults(n.attrs), ranks, batched):
+            return
+        rows = None
+        for i in sorted(stream):
+            hit = (self._stream(ins[i], n.inputs[i]) != 0).any(-1)  # [tc, B, *leading]
+            rows = hit if rows is None else rows | hit
+        if self._chunk[2]:
+            rows[0] = True  # the first step evaluates every row
+        key = internal_key(n.outputs[0], EVALUATIONS)
+        runs = rows.sum(dim=(0, 1), dtype=torch.float32)
+        record[key] = record[key] + runs if key in record else runs
 
     def _neuron(self, n: Node, a: dict, ins: list[Sig], tc, steps, state, record) -> Sig:
         """Any neuron kind: its state lives in `state` under NODE/NAME, its step runs the chunk."""
