@@ -19,6 +19,14 @@ def checkpoints(T: int) -> list[int]:
 def limit_notes(j: dict[str, Any], tolerance_pp: float = 0.5, min_cosine: float = 0.99) -> list[str]:
     """Say so when the conversion itself, not the number of steps, costs accuracy (or, for data
     without labels, output cosine)."""
+    share = j.get("output_sample_share")
+    if share is not None and share < 0.01:
+        return [
+            f"the ANN's output hardly depends on its input (only {100 * share:.2g} % of its energy varies "
+            "between samples, e.g. positional embeddings dominating a random-init encoder): plain cosine "
+            f"says little here; with the ANN's mean over the samples taken out it is "
+            f"{_num(j.get('cosine_centred'))} (limit {_num(j.get('limit_cosine_centred'))})"
+        ]
     cos = j.get("limit_cosine")
     if not j.get("labelled") and cos is not None and cos < min_cosine:
         return [
@@ -36,6 +44,10 @@ def limit_notes(j: dict[str, Any], tolerance_pp: float = 0.5, min_cosine: float 
         f"({gap:.2f} pp below the ANN): more timesteps cannot recover this; check the conversion notes "
         "(e.g. maxpool_to_avgpool on a model trained with MaxPool, or a low --percentile)"
     ]
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
 
 
 def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) -> None:

@@ -52,19 +52,35 @@ def _comm_device(group: Any) -> torch.device:
     )
 
 
-def gather_parts(parts: list, group: Any) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """Every process's BatchParts (sim.run), on every process, as (index, out, layers, limit, counts)."""
+def gather_parts(parts: list, group: Any) -> list[tuple]:
+    """Every process's BatchParts (sim.run), on every process, as (index, out, layers, limit,
+    positions, counts)."""
     import torch.distributed as dist
 
     first = parts[0]
     T, L = first.out.shape[0], first.layers.shape[0]
+    dev = _comm_device(group)
+    # per-position sums travel only where every batch of every process kept them, at one size
+    sizes = {q.positions.size for q in parts}
+    mine = sizes.pop() if len(sizes) == 1 else 0
+    size = torch.tensor([mine, -mine], device=dev)  # max of both: every process's size, if one
+    dist.all_reduce(size, op=dist.ReduceOp.MAX, group=group)
+    P = int(size[0]) if int(size[0]) == -int(size[1]) else 0
     rows = np.stack(
         [
-            np.concatenate([[q.index], q.out.ravel(), q.layers.ravel(), q.limit, q.counts.astype(np.float64)])
+            np.concatenate(
+                [
+                    [q.index],
+                    q.out.ravel(),
+                    q.layers.ravel(),
+                    q.limit,
+                    q.positions.ravel()[:P],
+                    q.counts.astype(np.float64),
+                ]
+            )
             for q in parts
         ]
     )
-    dev = _comm_device(group)
     local = torch.from_numpy(rows).to(dev)
     most = torch.tensor([len(parts)], device=dev)
     dist.all_reduce(most, op=dist.ReduceOp.MAX, group=group)
@@ -77,13 +93,15 @@ def gather_parts(parts: list, group: Any) -> list[tuple[int, np.ndarray, np.ndar
         if r[0] < 0:
             continue
         o, m = 1 + 4 * T, 1 + 4 * T + 4 * L
+        p = m + 4 + P
         out.append(
             (
                 int(r[0]),
                 r[1:o].reshape(T, 4),
                 r[o:m].reshape(L, 4),
                 r[m : m + 4],
-                r[m + 4 :].astype(np.int64),
+                r[m + 4 : p].reshape(3, -1),
+                r[p:].astype(np.int64),
             )
         )
     return out

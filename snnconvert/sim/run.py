@@ -40,6 +40,33 @@ def fid_sums(s: torch.Tensor, a: torch.Tensor) -> np.ndarray:
     )
 
 
+CENTRED_MAX_POSITIONS = 1 << 16  # outputs larger than this (per sample) get no centred figures
+
+
+def position_sums(a: torch.Tensor, s: torch.Tensor, lim: torch.Tensor) -> np.ndarray:
+    """[3, P]: the ANN's, the SNN's and the limit run's outputs summed over the batch per output
+    position (float64), from which `centred` takes the mean over all samples out; [3, 0] for an
+    output of more than CENTRED_MAX_POSITIONS positions or one with masked entries."""
+    a = a.reshape(a.shape[0], -1)
+    if a.shape[1] > CENTRED_MAX_POSITIONS or bool((a <= MASK_FLOOR).any()):
+        return np.zeros((3, 0))
+    return np.stack([x.reshape(a.shape).double().sum(0).cpu().numpy() for x in (a, s, lim)])
+
+
+def centred(f: _Fid, sa: np.ndarray, ss: np.ndarray, n: int) -> tuple[float, float]:
+    """(cosine, the ANN's sample-dependent share) with both outputs less the ANN's mean over the
+    samples mu = sa / n: what an output that barely depends on its input (a random-init encoder
+    whose positional embeddings dominate) cannot fake. From the running sums alone:
+    sum (s-mu).(a-mu) = sum s.a - mu.S_s, |s-mu|^2 = sum s.s - 2 mu.S_s + n|mu|^2, |a-mu|^2 = sum a.a - n|mu|^2."""
+    mu = sa / n
+    m2 = n * float(mu @ mu)
+    aa, sv = f.aa - m2, f.ss - 2 * float(mu @ ss) + m2
+    share = aa / f.aa if f.aa > 0 else 0.0
+    if aa <= 1e-12 * max(f.aa, 1e-300) or sv <= 0:
+        return float("nan"), share
+    return (f.dot - float(mu @ ss)) / math.sqrt(aa * sv), share
+
+
 @dataclass
 class _Fid:
     dot: float = 0.0
@@ -75,6 +102,9 @@ class BatchPart:
     out: np.ndarray  # [T, 4] output fidelity sums per step
     layers: np.ndarray  # [L, 4] per-layer fidelity sums at T
     limit: np.ndarray  # [4] the limit run's output against the ANN's
+    # [3, P] per output position, summed over the batch: the ANN's, the SNN's at step T, the limit
+    # run's ([3, 0] where not kept: outputs over CENTRED_MAX_POSITIONS, or with masked entries)
+    positions: np.ndarray
     counts: np.ndarray  # [2T + 3]: snn_correct per t, agree per t, ann_correct, limit_correct, limit_agree
 
 
@@ -92,6 +122,7 @@ class SimResult:
     agree: np.ndarray | None = None  # [T]
     out_fid: list[_Fid] = field(default_factory=list)  # per t (unlabelled data and always for outputs)
     limit_fid: _Fid = field(default_factory=_Fid)
+    positions: np.ndarray | None = None  # BatchPart.positions summed over every batch
     layer_fid: dict[str, _Fid] = field(default_factory=dict)
     events: dict[str, torch.Tensor] = field(default_factory=dict)  # per-element event totals
     static: dict[str, bool] = field(default_factory=dict)
@@ -106,6 +137,12 @@ class SimResult:
         for f, v in zip(self.layer_fid.values(), part.layers, strict=True):
             f.absorb(v)
         self.limit_fid.absorb(part.limit)
+        if self.positions is None:
+            self.positions = part.positions.copy()
+        elif self.positions.shape == part.positions.shape and self.positions.size:
+            self.positions += part.positions
+        else:
+            self.positions = np.zeros((3, 0))
         c = part.counts
         self.snn_correct += c[:T]
         self.agree += c[T : 2 * T]
@@ -275,6 +312,7 @@ class _BatchRun:
             dec = sample_rows(snn, out_name, dec, lead=2)  # [k, B, classes] for a classifier
             for j in range(k):
                 out[t0 + j] = fid_sums(dec[j], ann_out)
+            last = dec[-1]
             if res.classified:
                 pred = dec.argmax(-1)  # [k, B]
                 counts[T + t0 : T + t0 + k] = (pred == ann_pred.unsqueeze(0)).sum(1).cpu().numpy()
@@ -303,6 +341,7 @@ class _BatchRun:
         self._tick(share / 2)
         lim_out = sample_rows(snn, out_name, self.lim.run(feeds)[out_name])
         limit = fid_sums(lim_out, ann_out)
+        positions = position_sums(ann_out, last, lim_out)
         if res.classified:
             lim_pred = lim_out.argmax(-1)
             counts[2 * T + 2] = int((lim_pred == ann_pred).sum())
@@ -310,7 +349,7 @@ class _BatchRun:
                 counts[2 * T] = int((ann_pred == y).sum())
                 counts[2 * T + 1] = int((lim_pred == y).sum())
         self._tick(share / 2)
-        return BatchPart(index, out, layers, limit, counts)
+        return BatchPart(index, out, layers, limit, positions, counts)
 
 
 def result_json(res: SimResult, snn: Graph) -> dict:
@@ -366,6 +405,11 @@ def result_json(res: SimResult, snn: Graph) -> dict:
     j["limit_agreement"] = res.limit_agree / n if res.classified else None
     j["limit_cosine"] = _finite(res.limit_fid.cosine())
     j["limit_rel_error"] = _finite(res.limit_fid.rel_error())
+    pos = res.positions
+    if pos is not None and pos.size:  # the same, both outputs less the ANN's mean over the samples
+        j["cosine_centred"], share = (_finite(x) for x in centred(res.out_fid[-1], pos[0], pos[1], n))
+        j["limit_cosine_centred"] = _finite(centred(res.limit_fid, pos[0], pos[2], n)[0])
+        j["output_sample_share"] = share  # of the ANN output's energy, what varies between samples
     # how it ran (not what it found: the numbers above do not depend on these)
     j["execution"] = {**(res.plan.to_json() if res.plan else {}), "processes": res.processes}
     if res.labelled:

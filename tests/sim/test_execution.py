@@ -64,10 +64,12 @@ def test_time_chunks_and_batches_do_not_change_the_result(example, recipe):
 
 
 @pytest.mark.parametrize("recipe", ["mueller2021", "spikezip_count"])
-def test_limit_cosine_is_numpys_cosine_of_the_converted_graph_run_as_an_ann(example, recipe):
+def test_limit_and_centred_cosines_are_numpys(example, recipe):
     """limit_cosine / limit_rel_error: the converted graph with every neuron settled (the neuron ops
     run as what they converge to) against the ANN, over all output entries, by numpy (1e-5); the
-    same through batches of 7."""
+    centred cosines (less the ANN's mean over all samples) of the limit and of the SNN at T, and
+    the ANN output's sample-dependent share, likewise; the same through batches of 7 (the centring
+    is exact from running sums, not a per-batch mean)."""
     from snnconvert.api import load_snn
     from snnconvert.data.files import load_dataset
     from snnconvert.ir.execute import run_graph
@@ -78,10 +80,28 @@ def test_limit_cosine_is_numpys_cosine_of_the_converted_graph_run_as_an_ann(exam
     a = run_graph(ann, feeds)[ann.outputs[0]].numpy().astype(np.float64).ravel()
     cos = s @ a / np.sqrt((s @ s) * (a @ a))
     rel = np.linalg.norm(s - a) / np.linalg.norm(a)
+    # centred: both outputs less the ANN's mean over all samples (per output position)
+    from snnconvert.ir.execute import sample_rows
+    from snnconvert.sim.simulator import Simulator
+
+    sim = Simulator(snn)
+    dec, _ = sim.decode(sim.run_chunk(feeds, 0, T, {})[snn.outputs[0]], 0, T, None)
+    snn_t = sample_rows(snn, snn.outputs[0], dec, lead=2)[-1].numpy().astype(np.float64)
+    a2 = a.reshape(SAMPLES, -1)
+    mu = a2.mean(0)
+
+    def ccos(x):
+        x, y = x.reshape(SAMPLES, -1) - mu, a2 - mu
+        return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum()))
+
+    share = ((a2 - mu) ** 2).sum() / (a2**2).sum()
     for batch in (SAMPLES, 7):
         j, _, _ = _run(example, recipe, batch_size=batch)
         assert j["limit_cosine"] == pytest.approx(cos, abs=1e-5)
         assert j["limit_rel_error"] == pytest.approx(rel, rel=1e-4, abs=1e-6)
+        assert j["limit_cosine_centred"] == pytest.approx(ccos(s), abs=1e-5)
+        assert j["cosine_centred"] == pytest.approx(ccos(snn_t), abs=1e-5)
+        assert j["output_sample_share"] == pytest.approx(share, rel=1e-5)
 
 
 def test_plan_halves_the_batch_then_the_chunk_until_it_fits():
