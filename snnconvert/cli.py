@@ -252,7 +252,8 @@ def inspect(
     for c in ("recipe", "coding", "ev/step", "spiking nodes", "analog nodes", "what spikes"):
         r.add_column(c)
     for name, row in info["recipes"].items():
-        levels = str(row["levels_per_event"])
+        lo, hi = row["levels_per_event_min"], row["levels_per_event"]
+        levels = str(hi) if lo == hi else f"{lo}-{hi}"  # spike_all's tolerance: more where L is raised
         r.add_row(name, row["coding"], levels, str(row["spiking"]), str(row["analog"]), row["what"])
     out.print(r)
     if json_out is not None:

@@ -11,6 +11,19 @@ from snnconvert.ir.graph import Graph
 from snnconvert.ir.registry import has_flag
 
 
+def _events_per_step(defs: dict, params: dict) -> tuple[int, int] | None:
+    """(fewest, most) events per step a pass's neurons may send, or None for a pass without neurons."""
+    from snnconvert.passes.spikify import level_doublings
+
+    if "max_spikes_per_step" not in defs:
+        return None
+    get = lambda k: params.get(k, defs[k].default)  # noqa: E731
+    m = int(get("max_spikes_per_step"))
+    if "tolerance" not in defs:
+        return m, m
+    return m, m << level_doublings(int(get("levels")), int(get("max_levels")), float(get("tolerance")))
+
+
 def inspect_graph(g: Graph) -> dict[str, Any]:
     from snnconvert.passes import PASSES
     from snnconvert.passes.recipe import builtin_recipes, load_recipe
@@ -35,15 +48,14 @@ def inspect_graph(g: Graph) -> dict[str, Any]:
             spiking_ops = {"every op output (signed IF); LayerNorm, Softmax on totals"}
         else:
             sp = [n for n in compute if n.op in spiking_ops]
-        # the most events a neuron of the recipe sends in one step (1: binary spikes)
-        levels = [
-            int(params.get("max_spikes_per_step", PASSES[p].params["max_spikes_per_step"].default))
-            for p, params in r.passes
-            if "max_spikes_per_step" in PASSES[p].params
-        ]
+        # the events a neuron of the recipe sends in one step (1: binary spikes): the recipe's, up to
+        # 2^k times it where spike_all's tolerance may double a tensor's L k times (calibration says)
+        levels = [_events_per_step(PASSES[p].params, params) for p, params in r.passes]
+        levels = [x for x in levels if x is not None]
         recipes[name] = {
             "coding": r.coding,
-            "levels_per_event": max(levels, default=1),
+            "levels_per_event": max((hi for _, hi in levels), default=1),
+            "levels_per_event_min": max((lo for lo, _ in levels), default=1),
             "spiking": len(sp),
             "analog": len(compute) - len(sp),
             "what": ", ".join(sorted(spiking_ops)) or "nothing",

@@ -127,7 +127,7 @@ def mse_threshold(sk, lo: float, hi: float, fallback: float, candidates: int = 2
     return float(grid[int(np.argmin(quantisation_error(values, counts, grid, lo, hi)))])
 
 
-def _doublings(levels: int, max_levels: int, tolerance: float) -> int:
+def level_doublings(levels: int, max_levels: int, tolerance: float) -> int:
     """How many times `tolerance` may double L from `levels` without passing max_levels."""
     k = 0
     while tolerance and levels << (k + 1) <= max_levels:
@@ -268,7 +268,7 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             # unsigned where calibration never saw a negative value (ReLU, softmax, x^2, a variance):
             # a signed neuron's transient negative counts would reach e.g. a square root below zero
             signed = not relu and sk.min < 0
-            for k in range(_doublings(L, int(params["max_levels"]), float(params["tolerance"])) + 1):
+            for k in range(level_doublings(L, int(params["max_levels"]), float(params["tolerance"])) + 1):
                 levels = L << k
                 lo = -float(levels) if signed else 0.0
                 theta = _threshold(sk, relu, lo, levels, params, g.values[o].shape, channel_axis(g, o))
