@@ -28,6 +28,8 @@ KNOWN = (
     "bench_spikingjelly",
     "fuzz_onnx",
     "real_models",  # export + run of the real-world export matrix (bench/real_models.py)
+    "digits_timm_vit",  # trains timm's ViT on digits (timm from real_models' CACHE/site)
+    "bench_fully_spiking_models",  # issue M's table: built-in ViT, the timm ViT, all-MiniLM-L6-v2
 )
 
 

@@ -332,10 +332,13 @@ def _lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
     return factor
 
 
-def train_model(name: str, split: Split, cfg: TrainConfig) -> nn.Module:
-    """Train one model from seed 0; seeding here (not once per run) makes `--model X` match `--model all`."""
+def train_model(
+    name: str, split: Split, cfg: TrainConfig, build: Callable[[], nn.Module] | None = None
+) -> nn.Module:
+    """Train one model from seed 0; seeding here (not once per run) makes `--model X` match `--model all`.
+    `build` makes a model that is not in the zoo (bench: a timm ViT) instead of `build_model(name)`."""
     torch.manual_seed(SEED)
-    model = build_model(name)
+    model = build_model(name) if build is None else build()
     gen = torch.Generator().manual_seed(SEED)
     x_tr = torch.from_numpy(split.x_train)
     y_tr = torch.from_numpy(split.y_train)
