@@ -46,11 +46,12 @@ def if_steps(
         s.floor_()
         if coding == "count":
             # +k while v >= k*theta, -k while v < -(k-1)*theta, i.e. floor(v/theta), within what
-            # the step (max_spikes) and the count's range [lo, hi] still allow
-            s = torch.clamp(
-                s, torch.rsub(count, lo).clamp_(min=-max_spikes), torch.rsub(count, hi).clamp_(max=max_spikes)
-            )
-            count = count + s
+            # the step (max_spikes) and the count's range [lo, hi] still allow: both ranges hold 0,
+            # so clamping to one and then the other is clamping to where they meet (exact: integers)
+            s.clamp_(-max_spikes, max_spikes)
+            new_count = torch.add(count, s).clamp_(lo, hi)
+            s = torch.sub(new_count, count, out=s)
+            count = new_count
         else:
             if lo < 0:
                 neg = torch.div(v.neg(), theta).floor_().clamp_(min=0, max=max_spikes)
