@@ -413,7 +413,7 @@ class Simulator:
             if self.coding == "count":
                 # a settled neuron that receives nothing and sends nothing does no work that step
                 # (rate coding's neurons integrate a current at every step)
-                runs = ((cur != 0) | (s != 0)).sum(dim=(0, 1), dtype=s.dtype)
+                runs = torch.logical_or(cur, s).sum(dim=(0, 1), dtype=s.dtype)  # one pass
                 key = internal_key(name, EVALUATIONS)
                 record[key] = record[key] + runs if key in record else runs
         return Sig(s * theta, False, None if per is None else per * theta)
