@@ -83,7 +83,12 @@ def test_contract_outputs(pipeline):
         assert {"name", "spikes", "firing_rate", "cosine", "rel_error"} <= set(layer)
     spiking = [layer for layer in r["layers"] if layer["domain"] == "spike"]
     assert spiking and all(layer["spikes"] > 0 for layer in spiking)
+    # the converted network's own limit, plain and centred (less the ANN's mean over the samples)
+    for k in ("limit_cosine", "limit_rel_error", "cosine_centred", "limit_cosine_centred"):
+        assert isinstance(r[k], float), k
+    assert -1 <= r["cosine_centred"] <= 1 and 0 < r["output_sample_share"] <= 1
     e = json.loads((d / "energy.json").read_text())
+    assert e["constants"]["charge_other"]  # every operation charged by default (measured convention)
     for k in ("ann_macs", "snn_acs", "snn_macs", "energy_ann_pj", "energy_snn_pj"):
         assert abs(sum(layer[k] for layer in e["layers"]) - e["total"][k]) <= 1e-6 * max(1, e["total"][k])
     assert 0 < e["total"]["spike_driven_fraction"] < 1
