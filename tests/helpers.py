@@ -33,7 +33,8 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 
 def assert_portable_matches_simulator(snn_dir, x: np.ndarray, T: int, tmp_path) -> None:
     """Run SNN_DIR/portable in a fresh interpreter where snnconvert cannot be imported, for T steps
-    on x; its decoded output must match the simulator's (1e-4)."""
+    on x, decoded as portable.json says (rate: the mean of the per-step outputs; count: their sum);
+    it must match the simulator's decoded output (1e-4)."""
     from snnconvert.api import load_snn
     from snnconvert.ir.execute import sample_rows
     from snnconvert.sim.simulator import Simulator
@@ -52,7 +53,7 @@ total = 0
 for t in range({T}):
     y, *state = batched(x, torch.tensor(t), *state)
     total = total + y
-np.save({str(tmp_path / "y.npy")!r}, (total / {T}).numpy())
+np.save({str(tmp_path / "y.npy")!r}, (total / ({T} if meta['coding'] == 'rate' else 1)).numpy())
 """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     r = subprocess.run(

@@ -50,7 +50,7 @@ def if_steps(
             # so clamping to one and then the other is clamping to where they meet (exact: integers)
             s.clamp_(-max_spikes, max_spikes)
             new_count = torch.add(count, s).clamp_(lo, hi)
-            s = torch.sub(new_count, count, out=s)
+            s = new_count - count  # not out=: the portable step runs under torch.vmap
             count = new_count
         else:
             if lo < 0:
