@@ -237,6 +237,7 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             "analog: a mask holds no data to spike, and the softmax that reads them makes masked "
             "positions exact zeros"
         )
+    one_theta: list[str] = []  # per_channel asked, but the calibration has no per-channel maxima
     fragile = {o for n in g.nodes for o in n.outputs if _breaks_at_zero(g, o)}
     structural = structural_values(g)
     if structural:
@@ -274,6 +275,9 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
                 theta = _threshold(sk, relu, lo, levels, params, g.values[o].shape, channel_axis(g, o))
                 if not params["tolerance"] or relative_error(sk, theta, lo, levels) <= params["tolerance"]:
                     break
+            axis = channel_axis(g, o)
+            if params["per_channel"] and theta.size == 1 and axis is not None and g.values[o].shape[axis] > 1:
+                one_theta.append(o)
             tname = _theta(g, n.name, theta)
             attrs = if_attrs(ctx, params, lo, levels)
             attrs["max_spikes_per_step"] <<= k  # as many steps to settle as at L = levels
@@ -286,6 +290,11 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
                 nodes.append(Node(g.unique_name(f"{n.name}/IF"), "IF", [pre, tname], [o], attrs))
             spike.add(o)
     g.nodes = nodes
+    if one_theta:
+        ctx.notes.append(
+            f"spike_all: {len(one_theta)} tensor(s) keep one threshold (e.g. '{one_theta[0]}'): the "
+            "calibration file has no per-channel maxima for them (rerun `snnconvert calibrate`)"
+        )
     return g
 
 

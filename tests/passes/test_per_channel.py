@@ -4,6 +4,8 @@ is numpy's per-channel quantised forward, and `tolerance` picks the smallest L t
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from helpers import converted, mlp_graph, random_calibration
@@ -130,3 +132,14 @@ def test_relative_error_against_numpy(calibrated):
         one = float(np.abs(a).max()) / hi / 3
         exact = np.sqrt(((a - quantise(a, one, lo, hi)) ** 2).sum()) / rms
         assert relative_error(sk, np.asarray(one), lo, hi) == pytest.approx(exact, rel=0.02), n.name
+
+
+def test_a_calibration_without_per_channel_maxima_keeps_one_theta_and_says_so(calibrated):
+    """A calibration file written before per-channel maxima were recorded (the field is optional)."""
+    g, cal, x = calibrated
+    cal = copy.deepcopy(cal)  # the module's fixture stays as it is
+    for name in list(cal.sketches):
+        cal.sketches[name]._channel_max_abs = None
+    s, notes = converted(g, cal, [("spike_all", {"levels": 8, "per_channel": True})], "count")
+    assert all(np.asarray(s.initializers[n.inputs[1]]).size == 1 for n in neurons(s))
+    assert any("keep one threshold" in m and "rerun `snnconvert calibrate`" in m for m in notes), notes
