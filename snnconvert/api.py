@@ -247,10 +247,16 @@ def coverage_notes(ann: Graph, g: Graph, recipe: Any) -> list[str]:
 
 
 def conversion_summary(g: Graph) -> dict[str, Any]:
+    from collections import Counter
+
     from snnconvert.ir.ops_spiking import spike_format
-    from snnconvert.ir.registry import get
+    from snnconvert.ir.registry import get, has_flag
 
     nodes = []
+    varying: set[str] = set()  # values that change over time: downstream of a neuron
+    for n in g.nodes:
+        if get(n.op).spiking or any(i in varying for i in n.inputs):
+            varying.update(n.outputs)
     for n in g.nodes:
         ins = [g.values[i].domain for i in n.inputs if i in g.values]
         out = g.values[n.outputs[0]].domain
@@ -272,6 +278,19 @@ def conversion_summary(g: Graph) -> dict[str, Any]:
             for n in nodes
             if not n["spiking"] and not n.get("neurons_inside") and n["output"] == "analog"
         ],
+        # non-linear ops that stay analog, applied to their inputs' running values (rate: means,
+        # count: totals); simulate's per-layer fidelity measures each
+        "analog_nonlinear": dict(
+            Counter(
+                n["op"]
+                for n, nd in zip(nodes, g.nodes, strict=True)
+                if not n["spiking"]
+                and not n.get("neurons_inside")
+                and n["output"] == "analog"
+                and nd.outputs[0] in varying
+                and any(has_flag(nd.op, f, nd.attrs) for f in ("activation", "normalization"))
+            )
+        ),
         "nodes": nodes,
         "notes": g.meta.get("notes", []),
     }

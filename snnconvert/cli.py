@@ -347,6 +347,10 @@ def convert(
         + (f"{len(s['spiking_subnetworks'])} spiking softmax, " if s["spiking_subnetworks"] else "")
         + f"{len(s['analog_nodes'])} analog nodes; {describe_spikes(s['spikes'])} -> {out_dir}"
     )
+    if s["analog_nonlinear"]:
+        on = "totals" if s["coding"] == "count" else "means"
+        ops = ", ".join(f"{op} x{k}" for op, k in sorted(s["analog_nonlinear"].items()))
+        out.print(f"  analog, on running {on}: {ops}")
     for note in s["notes"]:
         out.print(f"  note: {note}")
 

@@ -106,6 +106,15 @@ def test_snn_dir_summary_labels_what_is_analog(pipeline):
     assert ops == {"IF"} and s["neurons"] == 2
     # Mueller 2021: only the ReLUs spike
     assert all(n["output"] == "analog" for n in s["nodes"] if n["op"] in ("Softmax", "LayerNorm", "MatMul"))
+    # the non-linear analog ops on running values: those after the first neuron, by hand from the
+    # graph (a value downstream of an IF changes over time; the ones before it are computed once)
+    varying, want = set(), {}
+    for n in g["nodes"]:
+        if n["op"] == "IF" or any(i in varying for i in n["inputs"]):
+            varying.update(n["outputs"])
+            if n["op"] in ("Softmax", "LayerNorm"):
+                want[n["op"]] = want.get(n["op"], 0) + 1
+    assert s["analog_nonlinear"] == want and want
 
 
 def test_portable_snn_runs_without_snnconvert(pipeline, tmp_path):
