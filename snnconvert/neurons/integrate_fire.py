@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 
-from snnconvert.neurons.integrate_fire_cpu import fused_count_step
 from snnconvert.neurons.kinds import NeuronKind, State, register_neuron
 
 
@@ -101,7 +100,6 @@ IF = register_neuron(
         # rate coding fires -1 only when signed (lo < 0); count coding takes back overshoot
         never_negative=lambda a: a["coding"] == "rate" and float(a["lo"]) >= 0,
         levels=lambda a: int(a["max_spikes_per_step"]),
-        fused=fused_count_step,
         doc=(
             "integrate-and-fire neuron, reset by subtraction; inputs [x, theta]. Output events carry "
             "amplitude theta; lo < 0 makes it signed. v0 is the initial membrane as a fraction of "

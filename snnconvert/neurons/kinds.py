@@ -37,11 +37,6 @@ class NeuronKind:
     never_negative: Callable[[dict[str, Any]], bool] = lambda a: False
     # levels(attrs): the most events one neuron sends in one step (1: binary spikes; m: up to m)
     levels: Callable[[dict[str, Any]], int] = lambda a: 1
-    # fused(current, theta, state, attrs): the chunk's steps and the simulator's records in one
-    # pass -> (events x theta, |events| per neuron over steps and batch, steps a neuron received or
-    # sent events, new state), exactly what `step` and the records give; None where it does not
-    # apply (then `step` runs)
-    fused: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, State] | None] | None = None
     doc: str = ""
 
 

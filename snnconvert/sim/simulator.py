@@ -401,17 +401,6 @@ class Simulator:
         x, theta = ins[0], ins[1].data
         cur = self._expand_static(x.data, tc, steps) if x.static else self._stream(x, n.inputs[0])
         own = {k: state[f"{n.name}/{k}"] for k in kind.state if f"{n.name}/{k}" in state}
-        fused = None if kind.fused is None else kind.fused(cur, theta, own, a)
-        if fused is not None:  # the steps and the records below in one pass
-            out, ev, runs, new = fused
-            for k, v in new.items():
-                state[f"{n.name}/{k}"] = v
-            if record is not None:
-                name = n.outputs[0]
-                record[name] = record[name] + ev if name in record else ev
-                key = internal_key(name, EVALUATIONS)
-                record[key] = record[key] + runs if key in record else runs
-            return Sig(out, False, None)
         s, new = kind.step(cur, theta, own, a)
         for k, v in new.items():
             state[f"{n.name}/{k}"] = v
