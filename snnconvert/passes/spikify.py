@@ -269,14 +269,14 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             # unsigned where calibration never saw a negative value (ReLU, softmax, x^2, a variance):
             # a signed neuron's transient negative counts would reach e.g. a square root below zero
             signed = not relu and sk.min < 0
+            axis = channel_axis(g, o)
             for k in range(level_doublings(L, int(params["max_levels"]), float(params["tolerance"])) + 1):
                 levels = L << k
                 lo = -float(levels) if signed else 0.0
-                theta = _threshold(sk, relu, lo, levels, params, g.values[o].shape, channel_axis(g, o))
+                theta = _threshold(sk, relu, lo, levels, params, g.values[o].shape, axis)
                 if not params["tolerance"] or relative_error(sk, theta, lo, levels) <= params["tolerance"]:
                     break
-            axis = channel_axis(g, o)
-            if params["per_channel"] and theta.size == 1 and axis is not None and g.values[o].shape[axis] > 1:
+            if params["per_channel"] and sk.channel_max_abs is None and axis is not None:
                 one_theta.append(o)
             tname = _theta(g, n.name, theta)
             attrs = if_attrs(ctx, params, lo, levels)
