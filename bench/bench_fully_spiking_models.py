@@ -44,9 +44,9 @@ def _timm(w: Path) -> dict | str:
 
 
 def _minilm(w: Path) -> dict | str:
-    from bench.bench_simulate_cost import _text_encoder
+    from bench.bench_simulate_cost import text_encoder
 
-    got = _text_encoder(w)
+    got = text_encoder(w)
     if isinstance(got, str):
         return got
     return {"model": got["model"], "calib": w / "calib.npz", "test": got["data"]}

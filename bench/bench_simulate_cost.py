@@ -79,7 +79,7 @@ def _builtin_vit(w: Path) -> dict:
     return {"model": w / "ex/model.onnx", "snn": w / "snn", "data": w / "test4.npz", "T": 50, "samples": None}
 
 
-def _text_encoder(w: Path) -> dict | str:
+def text_encoder(w: Path) -> dict | str:
     """all-MiniLM-L6-v2 as sentence-transformers uses it: BERT, mean pooling over the mask, L2
     normalisation; exported by torch's TorchScript exporter, 16 tokens per sentence."""
     try:
@@ -138,7 +138,7 @@ def _vit_b_16(w: Path) -> dict | str:
     }
 
 
-CASES = {"builtin_vit": _builtin_vit, "text_encoder": _text_encoder, "vit_b_16": _vit_b_16}
+CASES = {"builtin_vit": _builtin_vit, "text_encoder": text_encoder, "vit_b_16": _vit_b_16}
 
 
 def _measure(case: dict, w: Path, reps: int) -> dict:

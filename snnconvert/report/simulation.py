@@ -69,7 +69,7 @@ def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) 
             row += [f"{100 * acc:.2f}%", f"{100 * (j['ann_accuracy'] - acc):+.2f}"]
         cos = j["cosine"][step - 1]
         agr = j["agreement"][step - 1]
-        row += ["-" if agr is None else f"{100 * agr:.2f}%", "-" if cos is None else f"{cos:.4f}"]
+        row += ["-" if agr is None else f"{100 * agr:.2f}%", _num(cos)]
         t.add_row(*row)
     limit_cos = j.get("limit_cosine")
     limit_cos = "" if limit_cos is None else f"output cosine {limit_cos:.4f}"
@@ -102,8 +102,8 @@ def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) 
             r["domain"],
             f"{r['spikes_per_sample']:.1f}" if r["domain"] == "spike" else "-",
             f"{r['firing_rate']:.4f}" if r["domain"] == "spike" else "-",
-            "-" if r["cosine"] is None else f"{r['cosine']:.4f}",
-            "-" if r["rel_error"] is None else f"{r['rel_error']:.4f}",
+            _num(r["cosine"]),
+            _num(r["rel_error"]),
         )
     if len(shown) > max_layers:
         lt.caption = f"{len(shown) - max_layers} more layers in the JSON result"

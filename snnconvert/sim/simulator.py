@@ -247,15 +247,12 @@ class Simulator:
         # the running mean of its outputs (rate), of running totals the running total with the
         # constant term once (count)
         on_run = all(ins[i].run is not None for i in stream)
-        args = []
-        for i, s in enumerate(ins):
-            if i in stream:
-                args.append(_fold(s.run if on_run else self._stream(s, n.inputs[i])))
-            elif s.data.dim() > 0 and not self._is_const(n, i):
-                # a static run-time value paired with a stream: repeat it per step (it is a parameter)
-                args.append(_fold(s.data.unsqueeze(0).expand((tc,) + tuple(s.data.shape))))
-            else:
-                args.append(s.data)
+        args = [
+            _fold(s.run if on_run else self._stream(s, n.inputs[i]))
+            if i in stream
+            else self._static_arg(n, i, s, tc)
+            for i, s in enumerate(ins)
+        ]
         if not on_run and self.coding == "count" and tc > 1 and self._rows_apart(n, ins, stream):
             sparse = self._event_rows(n, ins, args, tc, steps)
             if sparse is not None:
@@ -328,6 +325,10 @@ class Simulator:
     def _is_const(self, n: Node, i: int) -> bool:
         return n.inputs[i] in self.consts
 
+    def _received(self, n: Node, ins: list[Sig], i: int) -> torch.Tensor:
+        """[tc, B, ...]: where input i of n received events at each step of the chunk."""
+        return self._stream(ins[i], n.inputs[i]) != 0
+
     def _static_arg(self, n: Node, i: int, s: Sig, tc: int) -> torch.Tensor:
         """A static input beside streams: a constant as it is, a run-time value repeated per step."""
         if self._is_const(n, i):
@@ -348,7 +349,7 @@ class Simulator:
             # an op with neurons inside re-evaluates only the rows whose input received events
             # (rate coding's running mean moves every step); the first step always evaluates
             (i,) = stream
-            changed = _fold(self._stream(ins[i], n.inputs[i]) != 0)
+            changed = _fold(self._received(n, ins, i))
             if self._chunk[2]:
                 changed[: ins[i].data.shape[1]] = True
         elif record is not None and self.coding == "count":
@@ -387,7 +388,7 @@ class Simulator:
             return
         rows = None
         for i in sorted(stream):
-            hit = (self._stream(ins[i], n.inputs[i]) != 0).any(-1)  # [tc, B, *leading]
+            hit = self._received(n, ins, i).any(-1)  # [tc, B, *leading]
             rows = hit if rows is None else rows | hit
         if self._chunk[2]:
             rows[0] = True  # the first step evaluates every row
