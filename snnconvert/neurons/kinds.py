@@ -37,6 +37,11 @@ class NeuronKind:
     never_negative: Callable[[dict[str, Any]], bool] = lambda a: False
     # levels(attrs): the most events one neuron sends in one step (1: binary spikes; m: up to m)
     levels: Callable[[dict[str, Any]], int] = lambda a: 1
+    # records_in_step: step(..., records=dict) returns its events times theta and fills
+    # records['events'] (sum over the chunk of |events|, [B, ...]) and, count coding,
+    # records['evaluations'] (steps it received or sent events), in its own time loop; otherwise the
+    # simulator makes them from the events
+    records_in_step: bool = False
     doc: str = ""
 
 

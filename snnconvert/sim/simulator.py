@@ -402,22 +402,31 @@ class Simulator:
         x, theta = ins[0], ins[1].data
         cur = self._expand_static(x.data, tc, steps) if x.static else self._stream(x, n.inputs[0])
         own = {k: state[f"{n.name}/{k}"] for k in kind.state if f"{n.name}/{k}" in state}
-        s, new = kind.step(cur, theta, own, a)
+        unsigned = kind.never_negative(a)
+        # per sample, summed over the chunk: |events| and (count coding) the steps a neuron worked,
+        # i.e. received or sent events (a settled neuron that receives nothing and sends nothing does
+        # no work that step; rate coding's neurons integrate a current at every step)
+        if kind.records_in_step and record is not None:  # (not in the portable step: out= under vmap)
+            tally: dict[str, torch.Tensor] = {}
+            out, new = kind.step(cur, theta, own, a, records=tally)
+            mag, runs = tally["events"], tally.get("evaluations")
+        else:
+            s, new = kind.step(cur, theta, own, a)
+            out = s * theta
+            mag = s.sum(0) if unsigned else s.abs().sum(0) if record is not None else None
+            runs = None
+            if record is not None and self.coding == "count":
+                runs = torch.logical_or(cur, s).sum(0, dtype=s.dtype)
         for k, v in new.items():
             state[f"{n.name}/{k}"] = v
-        unsigned = kind.never_negative(a)
-        per = s.sum(0) if unsigned else None  # events per sample over the chunk
         if record is not None:
-            ev = per.sum(0) if unsigned else s.abs().sum(dim=(0, 1))
             name = n.outputs[0]
+            ev = mag.sum(0)
             record[name] = record[name] + ev if name in record else ev
-            if self.coding == "count":
-                # a settled neuron that receives nothing and sends nothing does no work that step
-                # (rate coding's neurons integrate a current at every step)
-                runs = torch.logical_or(cur, s).sum(dim=(0, 1), dtype=s.dtype)  # one pass
+            if runs is not None:
                 key = internal_key(name, EVALUATIONS)
-                record[key] = record[key] + runs if key in record else runs
-        return Sig(s * theta, False, None if per is None else per * theta)
+                record[key] = record[key] + runs.sum(0) if key in record else runs.sum(0)
+        return Sig(out, False, mag * theta if unsigned else None)
 
     # -- decoding ------------------------------------------------------------------------------------
     def decode(

@@ -120,3 +120,30 @@ def test_count_coding_multi_spike_settles_in_ceil_count_over_m_steps(m):
     t = np.arange(1, T + 1)[:, None]
     np.testing.assert_array_equal(s.cumsum(0).numpy(), np.sign(c) * np.minimum(m * t, np.abs(c)))
     assert s.abs().max().item() <= m
+
+
+@pytest.mark.parametrize(
+    "v0,lo,hi,m,coding", [(0.5, -1, 1, 1, "rate"), (0.5, 0, 1, 2, "rate"), (0.5, -8, 8, 2, "count")]
+)
+def test_records_made_in_the_time_loop(v0, lo, hi, m, coding):
+    """With `records`, if_steps returns the scalar reference's spikes times theta, |spikes| summed over
+    time and (count coding) the steps a neuron received or sent events, all checked in numpy; the
+    membrane and count it carries on are those of the call without records."""
+    rng = np.random.default_rng(2)
+    T, B, n, theta = 12, 3, 20, 0.6
+    cur = rng.normal(0.1, 0.5, size=(T, B, n))
+    cur[1:] *= rng.random((T - 1, B, n)) < 0.3  # sparse currents: some steps receive nothing
+    kw = dict(v0=v0, lo=lo, hi=hi, max_spikes=m, coding=coding)
+    args = (torch.from_numpy(cur), torch.tensor(theta, dtype=torch.float64))
+    zeros = torch.zeros((B, n), dtype=torch.float64)
+    rec: dict[str, torch.Tensor] = {}
+    out, u, count = if_steps(*args, zeros, zeros, records=rec, **kw)
+    _, u_plain, count_plain = if_steps(*args, zeros, zeros, **kw)
+    s = reference(cur.reshape(T, B * n), theta, v0, lo, hi, m, coding).reshape(T, B, n)
+    np.testing.assert_array_equal(out.numpy(), s * theta)
+    np.testing.assert_array_equal(rec["events"].numpy(), np.abs(s).sum(0))
+    if coding == "count":
+        np.testing.assert_array_equal(rec["evaluations"].numpy(), ((cur != 0) | (s != 0)).sum(0))
+    else:
+        assert "evaluations" not in rec
+    assert torch.equal(u, u_plain) and torch.equal(count, count_plain)
