@@ -288,28 +288,38 @@ class Simulator:
     def _event_rows(
         self, n: Node, ins: list[Sig], args: list[torch.Tensor], tc: int, steps: torch.Tensor
     ) -> torch.Tensor | None:
-        """Count coding, event-driven: the op only on the rows that received events this step (a
-        settled neuron sends none); a row without events contributes nothing after step 1 and the
-        op's constant term at step 1. None when most rows have events (the dense op is cheaper)
-        or the constant term is not finite."""
+        """Count coding, event-driven: the op only on the rows that received events (a settled
+        neuron sends none); a row without events contributes nothing after step 1 and the op's
+        constant term at step 1. The steps that open the chunk with most rows live (the network has
+        not settled yet) run whole, as a slice: gathering them would cost more than it saves. None
+        when every step is such a step (the dense op) or the constant term is not finite."""
         rows = args[0].reshape(-1, args[0].shape[-1])
+        per = rows.shape[0] // tc  # rows per step
         live = (rows != 0).any(-1)
-        k = int(live.sum())
-        if k > 0.5 * rows.shape[0]:
+        dense = live.view(tc, per).sum(1) > 0.5 * per
+        head = int(dense.to(torch.int64).cumprod(0).sum())  # leading steps run whole
+        if head == tc:
             return None
         (z,) = self._constant_term(n, ins, frozenset({0}))
         if not bool(torch.isfinite(z).all()):
             return None
         one_step = z.reshape(-1, z.shape[-1])
-        out = torch.zeros((tc * one_step.shape[0], z.shape[-1]), dtype=z.dtype, device=z.device)
-        first = int(steps[0] == 1)  # this chunk holds step 1
+        out = torch.empty((tc * per, z.shape[-1]), dtype=z.dtype, device=z.device)
+        if head:
+            (y,) = self._run(n, [rows[: head * per], *args[1:]])
+            out[: head * per] = self._after_step_one(_unfold(y, head), one_step, steps[:head]).reshape(
+                y.shape
+            )
+        tail = out[head * per :]
+        tail.zero_()
+        first = int(head == 0 and steps[0] == 1)  # the tail holds step 1
         if first:
-            out[: one_step.shape[0]] = one_step
-        if k:
-            idx = live.nonzero().squeeze(1)
-            (y,) = self._run(n, [rows[idx], *args[1:]])
-            after_one = (idx >= first * one_step.shape[0]).to(y.dtype).unsqueeze(1)
-            out[idx] = y - one_step[idx % one_step.shape[0]] * after_one
+            tail[:per] = one_step
+        idx = live[head * per :].nonzero().squeeze(1)
+        if len(idx):
+            (y,) = self._run(n, [rows[head * per :][idx], *args[1:]])
+            after_one = (idx >= first * per).to(y.dtype).unsqueeze(1)
+            tail[idx] = y - one_step[idx % per] * after_one
         return out.reshape((tc,) + tuple(z.shape))
 
     def _after_step_one(self, o: torch.Tensor, z: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:

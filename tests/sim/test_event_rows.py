@@ -59,3 +59,32 @@ def test_a_row_without_events_at_step_one_still_gets_the_bias():
     want = ev.astype(np.float64) @ w
     want[0] += b
     np.testing.assert_allclose(out.data.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_chunk_that_settles_runs_its_busy_steps_whole_and_then_only_live_rows(monkeypatch):
+    """Steps 1-3 with every row live, then a few rows a step (a network settling within one chunk):
+    the output is still the closed form, and the op saw the busy steps' rows and the live rows of
+    the others, no more."""
+    g = mlp_graph((5, 3))
+    g.meta["coding"] = "count"
+    sim = Simulator(g)
+    fc = g.nodes[0]
+    rng = np.random.default_rng(1)
+    T, B = 10, 20
+    ev = rng.integers(-2, 3, size=(T, B, 5)).astype(np.float32)
+    ev[:3][(ev[:3] != 0).any(-1) == 0] = 1.0  # every row of steps 1-3 live
+    quiet = rng.random((T - 3, B)) >= 0.15
+    ev[3:][quiet] = 0.0
+    seen_rows = []
+    orig = Simulator._run
+    monkeypatch.setattr(
+        Simulator, "_run", lambda self, n, a: seen_rows.append(a[0].shape[0]) or orig(self, n, a)
+    )
+    ins = [Sig(torch.from_numpy(ev), False)] + [Sig(sim.consts[i], True) for i in fc.inputs[1:]]
+    (out,) = sim._affine(fc, ins, frozenset({0}), T, torch.arange(1, T + 1, dtype=torch.float32))
+    w, b = (g.initializers[i].astype(np.float64) for i in fc.inputs[1:])
+    want = ev.astype(np.float64) @ w
+    want[0] += b
+    np.testing.assert_allclose(out.data.numpy(), want, rtol=1e-5, atol=1e-6)
+    live_later = int((ev[3:] != 0).any(-1).sum())
+    assert 3 * B in seen_rows and live_later in seen_rows and T * B not in seen_rows
