@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -329,6 +330,7 @@ def run_simulation(
 
     check_timesteps(timesteps)
     budget = parse_budget(memory_budget)
+    started = time.perf_counter()
     if device.startswith("cuda"):
         import torch
 
@@ -336,6 +338,7 @@ def run_simulation(
             raise InputError("--device cuda: no CUDA device is available here")
     snn, ann = load_snn(snn_dir)
     ds = load_dataset(data, snn)
+    loaded = time.perf_counter() - started
     with process_group(device) as group:
         rank = 0 if group is None else group.rank()
         res = simulate(
@@ -353,6 +356,9 @@ def run_simulation(
             group=group,
         )
     j = result_json(res, snn)
+    # (the process's start and imports come before: a whole command's wall time less `total`)
+    j["execution"]["seconds"] = {"load": round(loaded, 3), **j["execution"]["seconds"]}
+    j["execution"]["seconds"]["total"] = round(time.perf_counter() - started, 3)
     j["data"] = Path(data).name
     j["analog_mode"] = analog_mode or snn.meta.get("analog_mode", "mean")
     if rank != 0:

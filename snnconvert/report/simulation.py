@@ -89,6 +89,16 @@ def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) 
             f"ran: batches of {x['batch_size']}, chunks of {x['time_chunk']} steps, "
             f"{x['processes']} process(es), budget {x['memory_budget_bytes'] / 2**30:.1f} GiB"
         )
+    sec = (x or {}).get("seconds")
+    if sec:  # where the time went (the process's start and imports not included)
+        short = {
+            "ann_reference": "ANN",
+            "snn_steps": "SNN steps",
+            "layer_fidelity": "layers",
+            "limit_run": "limit",
+        }
+        parts = ", ".join(f"{short.get(k, k)} {v:.2f}" for k, v in sec.items() if k != "total")
+        console.print(f"time (s): {parts}; total {sec.get('total', sum(sec.values())):.2f}")
     lt = Table(title="per layer (decoded value at T vs ANN activation)")
     for c in ("layer", "op", "domain", "spikes/sample", "firing rate", "cosine", "rel. error"):
         lt.add_column(c, justify="left" if c in ("layer", "op", "domain") else "right")

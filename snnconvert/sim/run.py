@@ -7,6 +7,7 @@ firing rates and the fidelity of the decoded value at T against the ANN activati
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,6 +109,9 @@ class BatchPart:
     counts: np.ndarray  # [2T + 3]: snn_correct per t, agree per t, ann_correct, limit_correct, limit_agree
 
 
+PHASES = ("ann_reference", "snn_steps", "layer_fidelity", "limit_run")
+
+
 @dataclass
 class SimResult:
     timesteps: int
@@ -129,6 +133,8 @@ class SimResult:
     classified: bool = False  # the output is [N, classes]: agreement of argmax is meaningful
     plan: Plan | None = None
     processes: int = 1
+    # wall seconds per phase (this process's share of the batches): where the time goes
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
 
     def absorb(self, part: BatchPart) -> None:
         T = self.timesteps
@@ -270,6 +276,11 @@ class _BatchRun:
         self.scale = snn.meta.get("value_scale", {})
         self.layer_index = {name: i for i, name in enumerate(res.layer_fid)}
 
+    def _lap(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.res.seconds[phase] += now - since
+        return now
+
     def _tick(self, k: float) -> None:
         if self.progress is not None:
             self.progress(k)
@@ -281,6 +292,7 @@ class _BatchRun:
         share = b / (T + 2)  # progress: T steps, the ANN and the limit run, per sample
         out_name = snn.outputs[0]
         keep = set(self.layer_index) if res.plan.keep_ann else None
+        clock = time.perf_counter()
         ann_vals = self.ex.run(feeds, keep=keep)
         ann_out = sample_rows(ann, ann.outputs[0], ann_vals[ann.outputs[0]])
         self._tick(share)
@@ -303,6 +315,7 @@ class _BatchRun:
                 tot = sig.data.sum(0) if sig.total is None else sig.total
                 totals[name] = totals[name] + tot if name in totals else tot
 
+        clock = self._lap("ann_reference", clock)
         state: dict[str, torch.Tensor] = {}
         prev = None
         for t0 in range(0, T, self.chunk):
@@ -320,6 +333,7 @@ class _BatchRun:
                     counts[t0 : t0 + k] = (pred == y.unsqueeze(0)).sum(1).cpu().numpy()
             self._tick(share * k)
         del state, outs
+        clock = self._lap("snn_steps", clock)
         layers = np.zeros((len(self.layer_index), 4))
 
         def compare(name: str, a: torch.Tensor) -> None:
@@ -338,6 +352,7 @@ class _BatchRun:
             for name in [*final, *totals]:
                 compare(name, ann_vals[name])
         del ann_vals
+        clock = self._lap("layer_fidelity", clock)
         self._tick(share / 2)
         lim_out = sample_rows(snn, out_name, self.lim.run(feeds)[out_name])
         limit = fid_sums(lim_out, ann_out)
@@ -348,6 +363,7 @@ class _BatchRun:
             if y is not None:
                 counts[2 * T] = int((ann_pred == y).sum())
                 counts[2 * T + 1] = int((lim_pred == y).sum())
+        self._lap("limit_run", clock)
         self._tick(share / 2)
         return BatchPart(index, out, layers, limit, positions, counts)
 
@@ -412,6 +428,7 @@ def result_json(res: SimResult, snn: Graph) -> dict:
         j["output_sample_share"] = share  # of the ANN output's energy, what varies between samples
     # how it ran (not what it found: the numbers above do not depend on these)
     j["execution"] = {**(res.plan.to_json() if res.plan else {}), "processes": res.processes}
+    j["execution"]["seconds"] = {k: round(v, 3) for k, v in res.seconds.items()}
     if res.labelled:
         j["ann_accuracy"] = res.ann_correct / n
         j["snn_accuracy"] = [float(c) / n for c in res.snn_correct]

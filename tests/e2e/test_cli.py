@@ -285,3 +285,22 @@ def test_simulate_progress_knows_its_total_before_the_first_step(pipeline, tmp_p
     # it moves within a batch too (the ANN, each chunk of steps, the limit run), ending at the total
     assert sum(k for k, _ in calls) == pytest.approx(SAMPLES)
     assert len(calls) > 1 + 2 * -(-SAMPLES // 40)
+
+
+def test_simulate_says_where_its_time_went(pipeline, tmp_path):
+    """execution.seconds: loading, the ANN reference, the SNN's steps, per-layer fidelity and the
+    limit run, each measured, within the total it reports and within this test's own clock."""
+    import shutil
+    import time
+
+    from snnconvert.api import run_simulation
+
+    snn = shutil.copytree(pipeline / "snn", tmp_path / "snn")
+    t0 = time.perf_counter()
+    j = run_simulation(snn, pipeline / "ex" / "test.npz", 3, batch_size=16, samples=SAMPLES)
+    wall = time.perf_counter() - t0
+    sec = j["execution"]["seconds"]
+    phases = ("load", "ann_reference", "snn_steps", "layer_fidelity", "limit_run")
+    assert set(sec) == {*phases, "total"}
+    assert all(sec[k] > 0 for k in phases)
+    assert sum(sec[k] for k in phases) <= sec["total"] + 3e-3 <= wall + 4e-3  # (rounded to 1 ms)
