@@ -98,7 +98,11 @@ def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) 
             "limit_run": "limit",
         }
         parts = ", ".join(f"{short.get(k, k)} {v:.2f}" for k, v in sec.items() if k != "total")
-        console.print(f"time (s): {parts}; total {sec.get('total', sum(sec.values())):.2f}")
+        console.print(f"time (s) {sec.get('total', sum(sec.values())):.2f}: {parts}")
+        by_op = list(x.get("snn_steps_by_op", {}).items())
+        if by_op:
+            top = ", ".join(f"{k} {v:.2f}" for k, v in by_op[:4])
+            console.print(f"SNN steps by op (s): {top}{', ...' if len(by_op) > 4 else ''}")
     lt = Table(title="per layer (decoded value at T vs ANN activation)")
     for c in ("layer", "op", "domain", "spikes/sample", "firing rate", "cosine", "rel. error"):
         lt.add_column(c, justify="left" if c in ("layer", "op", "domain") else "right")

@@ -135,6 +135,7 @@ class SimResult:
     processes: int = 1
     # wall seconds per phase (this process's share of the batches): where the time goes
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    op_seconds: dict[str, float] | None = None  # the SNN steps' seconds by op type (host devices)
 
     def absorb(self, part: BatchPart) -> None:
         T = self.timesteps
@@ -216,6 +217,8 @@ def simulate(
     _check_labels(data, snn, n)
     mode = analog_mode or snn.meta.get("analog_mode", "mean")
     sim = Simulator(snn, device=device, analog_mode=mode)
+    if sim.device.type == "cpu":
+        sim.op_seconds = {}
     ex = Executor(ann, device=device)
     lim = Executor(snn, device=device)
     tracked = [
@@ -262,6 +265,8 @@ def simulate(
                 f"{snn.meta.get('source', 'model')}: layer '{name}' reached non-finite values (NaN/Inf) "
                 "in the SNN: the model's activations overflow float32"
             )
+    if sim.op_seconds is not None:  # the SNN steps' time by op type, the costliest first
+        res.op_seconds = dict(sorted(sim.op_seconds.items(), key=lambda kv: -kv[1]))
     return res
 
 
@@ -429,6 +434,8 @@ def result_json(res: SimResult, snn: Graph) -> dict:
     # how it ran (not what it found: the numbers above do not depend on these)
     j["execution"] = {**(res.plan.to_json() if res.plan else {}), "processes": res.processes}
     j["execution"]["seconds"] = {k: round(v, 3) for k, v in res.seconds.items()}
+    if res.op_seconds is not None:
+        j["execution"]["snn_steps_by_op"] = {k: round(v, 3) for k, v in res.op_seconds.items()}
     if res.labelled:
         j["ann_accuracy"] = res.ann_correct / n
         j["snn_accuracy"] = [float(c) / n for c in res.snn_correct]

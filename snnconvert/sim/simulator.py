@@ -18,6 +18,7 @@ The state between chunks is explicit, so the same code runs 50 steps at once or 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +112,9 @@ class Simulator:
         self.consts = fold_constant_nodes(g, self.consts, skip=lambda op: get(op).spiking)
         self.last = last_uses(g)
         self.spiking = [n for n in g.nodes if get(n.op).spiking]
+        # wall seconds per op type over the steps, when the caller wants them (a host device only:
+        # a GPU's ops would be timed as they are queued)
+        self.op_seconds: dict[str, float] | None = None
 
     # -- state ---------------------------------------------------------------------------------------
     def init_state(self) -> dict[str, torch.Tensor]:
@@ -147,7 +151,12 @@ class Simulator:
             if all(o in self.consts for o in n.outputs):
                 continue
             ins = [Sig(self.consts[x], True) if x in self.consts else env[x] for x in n.inputs]
-            outs = self._node(n, ins, tc, steps, state, record)
+            if self.op_seconds is None:
+                outs = self._node(n, ins, tc, steps, state, record)
+            else:
+                clock = time.perf_counter()
+                outs = self._node(n, ins, tc, steps, state, record)
+                self.op_seconds[n.op] = self.op_seconds.get(n.op, 0.0) + time.perf_counter() - clock
             for name, s in zip(n.outputs, outs, strict=True):
                 env[name] = s
                 if observe is not None:

@@ -294,6 +294,7 @@ def test_simulate_says_where_its_time_went(pipeline, tmp_path):
     import time
 
     from snnconvert.api import run_simulation
+    from snnconvert.ir.serialize import load_graph
 
     snn = shutil.copytree(pipeline / "snn", tmp_path / "snn")
     t0 = time.perf_counter()
@@ -304,3 +305,7 @@ def test_simulate_says_where_its_time_went(pipeline, tmp_path):
     assert set(sec) == {*phases, "total"}
     assert all(sec[k] > 0 for k in phases)
     assert sum(sec[k] for k in phases) <= sec["total"] + 3e-3 <= wall + 4e-3  # (rounded to 1 ms)
+    # and the SNN steps by op type: the graph's own ops, the neurons among them, within the steps
+    by_op = j["execution"]["snn_steps_by_op"]
+    assert set(by_op) <= {n.op for n in load_graph(snn).nodes} and by_op["IF"] > 0
+    assert sum(by_op.values()) <= sec["snn_steps"] + 0.02
