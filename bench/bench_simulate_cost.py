@@ -150,6 +150,7 @@ def _measure(case: dict, w: Path, reps: int) -> dict:
         sim += ["--samples", str(case["samples"])]
     subprocess.run(sim, check=True, capture_output=True)
     j = json.loads((w / "sim.json").read_text())
+    timing = json.loads((Path(case["snn"]) / "simulation_timing.json").read_text())
     batch = j["execution"]["batch_size"]
     ort = [sys.executable, "-m", "bench.ort_forwards", str(case["model"]), str(case["data"]), str(case["T"])]
     ort += [str(batch), str(case["samples"] or 0)]
@@ -166,6 +167,7 @@ def _measure(case: dict, w: Path, reps: int) -> dict:
         "timesteps": case["T"],
         "samples": j["samples"],
         "execution": j["execution"],
+        "simulate_seconds": timing,  # that first run's phases and SNN steps by op (simulate's own)
         "output_cosine_at_T": j["cosine"][-1],
         # (cpu_s would be this bench's own process, not the child's: left out)
         "simulate": {k: v for k, v in times["simulate"].items() if k != "cpu_s"},

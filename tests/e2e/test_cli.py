@@ -309,3 +309,8 @@ def test_simulate_says_where_its_time_went(pipeline, tmp_path):
     by_op = j["execution"]["snn_steps_by_op"]
     assert set(by_op) <= {n.op for n in load_graph(snn).nodes} and by_op["IF"] > 0
     assert sum(by_op.values()) <= sec["snn_steps"] + 0.02
+    # written beside the result, which stays the same bytes from run to run
+    stored = json.loads((snn / "simulation.json").read_text())
+    assert "seconds" not in stored["execution"] and "snn_steps_by_op" not in stored["execution"]
+    timing = json.loads((snn / "simulation_timing.json").read_text())
+    assert timing == {"seconds": sec, "snn_steps_by_op": by_op}
