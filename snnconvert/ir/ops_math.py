@@ -55,6 +55,7 @@ register(
         "Linear",
         _linear,
         leading_axes=lambda a, r, b: b[0] and not any(b[1:]),  # x [..., in] @ W: any leading axes
+        bias_input=2,
         cost=_linear_cost,
         affine_in=_first_only,
         synaptic=True,
@@ -118,6 +119,7 @@ register(
             "group": Attr(int, 1),
         },
         cost=_conv_cost,
+        bias_input=2,
         affine_in=_first_only,
         synaptic=True,
         layer=True,

@@ -115,6 +115,7 @@ class Simulator:
         # wall seconds per op type over the steps, when the caller wants them (a host device only:
         # a GPU's ops would be timed as they are queued)
         self.op_seconds: dict[str, float] | None = None
+        self._traced = False  # (set per chunk by advance)
 
     # -- state ---------------------------------------------------------------------------------------
     def init_state(self) -> dict[str, torch.Tensor]:
@@ -147,6 +148,7 @@ class Simulator:
         keep = set(keep or ()) | set(self.g.outputs)
         steps = torch.arange(1, tc + 1, device=self.device, dtype=torch.float32) + t0
         self._chunk = (steps, state, isinstance(t0, int) and t0 == 0)
+        self._traced = not isinstance(t0, int)  # the portable step: no branching on values
         for i, n in enumerate(self.g.nodes):
             if all(o in self.consts for o in n.outputs):
                 continue
@@ -216,7 +218,8 @@ class Simulator:
         return [x not in self.consts for x in n.inputs]
 
     def _run(self, n: Node, args: list[torch.Tensor]) -> list[torch.Tensor]:
-        return run_batched(n.op, n.attrs, args, self._batched(n))
+        """The op on args (n's inputs, or the first of them: an op without its optional last ones)."""
+        return run_batched(n.op, n.attrs, args, self._batched(n)[: len(args)])
 
     def _apply(
         self,
@@ -262,10 +265,18 @@ class Simulator:
             else self._static_arg(n, i, s, tc)
             for i, s in enumerate(ins)
         ]
+        bias = not on_run and self.coding == "count" and self._bias(n, ins, stream)
         if not on_run and self.coding == "count" and tc > 1 and self._rows_apart(n, ins, stream):
-            sparse = self._event_rows(n, ins, args, tc, steps)
+            sparse = self._event_rows(n, ins, args, tc, steps, bias)
             if sparse is not None:
                 return [Sig(sparse, False)]
+        if bias:  # the op without its bias at every step, its constant term (the bias, broadcast
+            # as the op does: f(0)) added to step 1
+            (y,) = self._run(n, args[:-1])
+            y = _unfold(y, tc)
+            if bool(steps[0] == 1):
+                y[0] += self._constant_term(n, ins, stream)[0]  # (y is the op's own new output)
+            return [Sig(y, False)]
         outs = [_unfold(o, tc) for o in self._run(n, args)]
         if on_run:
             return [Sig(None, False, run=o) for o in outs]
@@ -274,7 +285,10 @@ class Simulator:
             # a non-finite constant term (an additive -inf mask) stays in every step's value: the
             # running total keeps it, where subtracting it again would make inf - inf = NaN
             zero_out = [torch.where(torch.isfinite(z), z, 0.0) for z in self._constant_term(n, ins, stream)]
-            outs = [self._after_step_one(o, z, steps) for o, z in zip(outs, zero_out, strict=True)]
+            outs = [
+                o if not self._traced and not bool(z.any()) else self._after_step_one(o, z, steps)
+                for o, z in zip(outs, zero_out, strict=True)
+            ]  # (an op whose constant term is zero, a Reshape or a product with weights: o as it is)
         return [Sig(o, False) for o in outs]
 
     def _constant_term(self, n: Node, ins: list[Sig], stream: frozenset[int]) -> list[torch.Tensor]:
@@ -282,6 +296,14 @@ class Simulator:
         which count coding's running totals take once, at step 1."""
         zargs = [torch.zeros_like(s.data[0]) if i in stream else s.data for i, s in enumerate(ins)]
         return self._run(n, zargs)
+
+    def _bias(self, n: Node, ins: list[Sig], stream: frozenset[int]) -> bool:
+        """Has the node a bias (the registry's bias_input: its whole constant term, last), a finite
+        constant, and does it vary in its first input alone? Not asked in the portable step (traced)."""
+        i = get(n.op).bias_input
+        if i is None or self._traced or stream != {0} or len(ins) != i + 1 or not self._is_const(n, i):
+            return False
+        return bool(torch.isfinite(ins[i].data).all())
 
     def _rows_apart(self, n: Node, ins: list[Sig], stream: frozenset[int]) -> bool:
         """A synaptic op on one stream whose rows (all but the last axis) are computed apart from
@@ -295,13 +317,21 @@ class Simulator:
         return op.leading_axes(op.with_defaults(n.attrs), ranks, self._batched(n))
 
     def _event_rows(
-        self, n: Node, ins: list[Sig], args: list[torch.Tensor], tc: int, steps: torch.Tensor
+        self,
+        n: Node,
+        ins: list[Sig],
+        args: list[torch.Tensor],
+        tc: int,
+        steps: torch.Tensor,
+        bias: bool = False,
     ) -> torch.Tensor | None:
         """Count coding, event-driven: the op only on the rows that received events (a settled
         neuron sends none); a row without events contributes nothing after step 1 and the op's
         constant term at step 1. The steps that open the chunk with most rows live (the network has
         not settled yet) run whole, as a slice: gathering them would cost more than it saves. None
-        when every step is such a step (the dense op) or the constant term is not finite."""
+        when every step is such a step (the dense op) or the constant term is not finite. `bias`:
+        the constant term is the op's bias, last in args, so the op runs without it and it is added
+        to step 1 alone."""
         rows = args[0].reshape(-1, args[0].shape[-1])
         per = rows.shape[0] // tc  # rows per step
         live = (rows != 0).any(-1)
@@ -313,22 +343,29 @@ class Simulator:
         if not bool(torch.isfinite(z).all()):
             return None
         one_step = z.reshape(-1, z.shape[-1])
+        rest = args[1:-1] if bias else args[1:]
         out = torch.empty((tc * per, z.shape[-1]), dtype=z.dtype, device=z.device)
+        first = int(steps[0] == 1)  # the chunk holds step 1
         if head:
-            (y,) = self._run(n, [rows[: head * per], *args[1:]])
-            out[: head * per] = self._after_step_one(_unfold(y, head), one_step, steps[:head]).reshape(
-                y.shape
-            )
+            (y,) = self._run(n, [rows[: head * per], *rest])
+            if not bias:
+                y = self._after_step_one(_unfold(y, head), one_step, steps[:head]).reshape(y.shape)
+            elif first:
+                y[:per] += one_step
+            out[: head * per] = y
         tail = out[head * per :]
         tail.zero_()
-        first = int(head == 0 and steps[0] == 1)  # the tail holds step 1
+        first = int(first and head == 0)  # the tail holds step 1
         if first:
             tail[:per] = one_step
         idx = live[head * per :].nonzero().squeeze(1)
         if len(idx):
-            (y,) = self._run(n, [rows[head * per :][idx], *args[1:]])
-            after_one = (idx >= first * per).to(y.dtype).unsqueeze(1)
-            tail[idx] = y - one_step[idx % per] * after_one
+            (y,) = self._run(n, [rows[head * per :][idx], *rest])
+            if bias:
+                tail.index_add_(0, idx, y)
+            else:
+                after_one = (idx >= first * per).to(y.dtype).unsqueeze(1)
+                tail[idx] = y - one_step[idx % per] * after_one
         return out.reshape((tc,) + tuple(z.shape))
 
     def _after_step_one(self, o: torch.Tensor, z: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:

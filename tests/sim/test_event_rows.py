@@ -88,3 +88,39 @@ def test_a_chunk_that_settles_runs_its_busy_steps_whole_and_then_only_live_rows(
     np.testing.assert_allclose(out.data.numpy(), want, rtol=1e-5, atol=1e-6)
     live_later = int((ev[3:] != 0).any(-1).sum())
     assert 3 * B in seen_rows and live_later in seen_rows and T * B not in seen_rows
+
+
+def test_a_conv_on_events_adds_its_bias_at_step_one_alone():
+    """A count-coded Conv (bias over its channel axis, 1) on a stream of events, two chunks: the
+    events convolved (numpy, written out), plus the bias once at step 1, at every step."""
+    from snnconvert.ir.build import GraphBuilder
+
+    rng = np.random.default_rng(3)
+    b = GraphBuilder()
+    x = b.input("x", (2, 5, 5))
+    w = rng.normal(size=(3, 2, 3, 3)).astype(np.float32)
+    bias = rng.normal(size=3).astype(np.float32)
+    y = b.node(
+        "Conv", [x, b.const("w", w), b.const("b", bias)],
+        {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1]}, name="c",
+    )  # fmt: skip
+    g = b.output(y)
+    g.meta["coding"] = "count"
+    sim = Simulator(g)
+    conv = g.nodes[0]
+    T, B = 6, 4
+    ev = rng.integers(-2, 3, size=(T, B, 2, 5, 5)).astype(np.float32)
+    ev[3:] *= rng.random((T - 3, B, 2, 5, 5)) < 0.1  # settling
+    padded = np.pad(ev.astype(np.float64), ((0, 0), (0, 0), (0, 0), (1, 1), (1, 1)))
+    want = np.zeros((T, B, 3, 5, 5))
+    for i in range(5):
+        for j in range(5):
+            want[..., i, j] = np.einsum("tbckl,ockl->tbo", padded[..., i : i + 3, j : j + 3], w)
+    want[0] += bias[:, None, None]
+    for t0, tc in ((0, 2), (2, 4)):
+        ins = [Sig(torch.from_numpy(ev[t0 : t0 + tc]), False)] + [
+            Sig(sim.consts[i], True) for i in conv.inputs[1:]
+        ]
+        steps = torch.arange(t0 + 1, t0 + tc + 1, dtype=torch.float32)
+        (out,) = sim._affine(conv, ins, frozenset({0}), tc, steps)
+        np.testing.assert_allclose(out.data.numpy(), want[t0 : t0 + tc], rtol=1e-5, atol=1e-5)
