@@ -139,6 +139,56 @@ class Executor:
     ) -> dict[str, torch.Tensor]:
         """Graph outputs (plus the values named in `keep`), sample-major [B, *shape]; `observe(name,
         tensor)` sees every node output, sample-major, as it is computed."""
+        return self._forward(feeds, observe, keep)
+
+    def reaching(
+        self, feeds: Mapping[str, np.ndarray | torch.Tensor], names: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """For each named float value, which of its entries can reach the graph's first output
+        ([B, *shape], bool): those in a row (all axes but the last) and a column (the last axis)
+        where the output's gradient, taken along a seeded random direction, is not exactly zero
+        somewhere. A padded token's hidden state never reaches a masked mean (as a key its attention
+        weight is exactly 0, its own row is multiplied by 0 at the pooling), nor does an attention
+        score at a masked key, nor a CLS-classifier's other tokens after the last attention. Rows
+        and columns, not entries: an entry a ReLU turns off has no gradient but still counts (a
+        column that ReLU turns off in every row of a sample does not). A value of one row keeps
+        every column. A value the output does not depend on differentiably (after a Round, say)
+        reaches nowhere."""
+        probes: dict[str, torch.Tensor] = {}
+        wanted = set(names)
+
+        def probe(name: str, t: torch.Tensor) -> torch.Tensor:
+            if name not in wanted or not t.is_floating_point():
+                return t
+            probes[name] = torch.zeros_like(t, requires_grad=True)
+            return t + probes[name]
+
+        with torch.enable_grad():
+            out = self._forward(feeds, None, None, probe)[self.g.outputs[0]]
+            if not out.is_floating_point() or not out.requires_grad or not probes:
+                return {}
+            gen = torch.Generator(device=out.device).manual_seed(0)
+            direction = torch.randn(out.shape, generator=gen, device=out.device, dtype=out.dtype)
+            grads = torch.autograd.grad((out * direction).sum(), list(probes.values()), allow_unused=True)
+        reach = {}
+        for (name, p), gr in zip(probes.items(), grads, strict=True):
+            hit = torch.zeros_like(p, dtype=torch.bool) if gr is None else gr != 0
+            if hit.dim() < 2:  # a scalar per sample
+                reach[name] = hit
+                continue
+            rows = hit.any(-1, keepdim=True)
+            if hit[0, ..., 0].numel() > 1:  # several rows: the columns any of them reaches
+                rows = rows & hit.flatten(1, -2).any(1).view(hit.shape[0], *([1] * (hit.dim() - 2)), -1)
+            reach[name] = rows.expand(hit.shape)
+        return reach
+
+    def _forward(
+        self,
+        feeds: Mapping[str, np.ndarray | torch.Tensor],
+        observe: Observer | None,
+        keep: set[str] | None,
+        probe: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         env = prepare_feeds(self.g, feeds, self.device)
         if self.dtype is not None:
             env = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in env.items()}
@@ -163,7 +213,7 @@ class Executor:
                     f"node '{n.name}' ({n.op}) failed on per-sample inputs {shapes}: {str(e).splitlines()[0]}"
                 ) from e
             for name, t in zip(n.outputs, outs, strict=True):
-                env[name] = t
+                env[name] = t if probe is None else probe(name, t)
                 if observe is not None:
                     observe(name, t)
             for x in n.inputs:

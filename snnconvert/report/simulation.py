@@ -103,7 +103,12 @@ def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) 
         if by_op:
             top = ", ".join(f"{k} {v:.2f}" for k, v in by_op[:4])
             console.print(f"SNN steps by op (s): {top}{', ...' if len(by_op) > 4 else ''}")
-    lt = Table(title="per layer (decoded value at T vs ANN activation)")
+    # where some entries cannot reach the output (padded tokens), the fidelity shown is over those
+    # that can: a padded token's hidden state is free to differ, and its error hid the conversion's
+    some = [r.get("reaching_share", 1.0) for r in j["layers"] if r.get("reaching_share", 1.0) < 1.0]
+    key = "_reaching" if some else ""
+    title = "per layer (decoded value at T vs ANN activation"
+    lt = Table(title=title + (", over the entries that reach the output)" if some else ")"))
     for c in ("layer", "op", "domain", "spikes/sample", "firing rate", "cosine", "rel. error"):
         lt.add_column(c, justify="left" if c in ("layer", "op", "domain") else "right")
     # an analog reshape or permutation has its input's fidelity: nothing new to show (a Gather, Slice
@@ -116,9 +121,17 @@ def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) 
             r["domain"],
             f"{r['spikes_per_sample']:.1f}" if r["domain"] == "spike" else "-",
             f"{r['firing_rate']:.4f}" if r["domain"] == "spike" else "-",
-            _num(r["cosine"]),
-            _num(r["rel_error"]),
+            _num(r.get("cosine" + key, r["cosine"])),
+            _num(r.get("rel_error" + key, r["rel_error"])),
+        )
+    notes = []
+    if some:
+        notes.append(
+            f"{len(some)} layers have entries that cannot reach the output ({100 * min(some):.0f}-"
+            f"{100 * max(some):.0f} % of them can: padding, a classifier's unused tokens); "
+            "cosine_reaching / rel_error_reaching in the JSON, every entry in cosine / rel_error"
         )
     if len(shown) > max_layers:
-        lt.caption = f"{len(shown) - max_layers} more layers in the JSON result"
+        notes.append(f"{len(shown) - max_layers} more layers in the JSON result")
+    lt.caption = "; ".join(notes) or None
     console.print(lt)

@@ -58,7 +58,7 @@ def gather_parts(parts: list, group: Any) -> list[tuple]:
     import torch.distributed as dist
 
     first = parts[0]
-    T, L = first.out.shape[0], first.layers.shape[0]
+    T, (L, W) = first.out.shape[0], first.layers.shape
     dev = _comm_device(group)
     # per-position sums travel only where every batch of every process kept them, at one size
     sizes = {q.positions.size for q in parts}
@@ -92,13 +92,13 @@ def gather_parts(parts: list, group: Any) -> list[tuple]:
     for r in torch.cat(every).cpu().numpy():
         if r[0] < 0:
             continue
-        o, m = 1 + 4 * T, 1 + 4 * T + 4 * L
+        o, m = 1 + 4 * T, 1 + 4 * T + W * L
         p = m + 4 + P
         out.append(
             (
                 int(r[0]),
                 r[1:o].reshape(T, 4),
-                r[o:m].reshape(L, 4),
+                r[o:m].reshape(L, W),
                 r[m : m + 4],
                 r[m + 4 : p].reshape(3, -1),
                 r[p:].astype(np.int64),

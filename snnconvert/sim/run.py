@@ -27,11 +27,14 @@ from snnconvert.sim.simulator import Sig, Simulator, internal_records, is_spike_
 MAX_TIMESTEPS = 100_000
 
 
-def fid_sums(s: torch.Tensor, a: torch.Tensor) -> np.ndarray:
-    """[s.a, s.s, a.a, (s-a).(s-a)] in float64, over the entries that hold data."""
+def fid_sums(s: torch.Tensor, a: torch.Tensor, rows: torch.Tensor | None = None) -> np.ndarray:
+    """[s.a, s.s, a.a, (s-a).(s-a)] in float64, over the entries that hold data (and, given `rows`,
+    a mask over the leading axes, in those rows only)."""
     # sums accumulated in float64 without float64 copies of whole activations (ViT-Base's
     # attention maps made the copies cost more than the layers)
     s, a = s.float(), a.float()
+    if rows is not None:
+        s, a = s[rows], a[rows]
     if bool((a <= MASK_FLOOR).any()):  # masked entries hold no data
         keep = a > MASK_FLOOR
         s, a = s[keep], a[keep]
@@ -101,7 +104,7 @@ class BatchPart:
 
     index: int
     out: np.ndarray  # [T, 4] output fidelity sums per step
-    layers: np.ndarray  # [L, 4] per-layer fidelity sums at T
+    layers: np.ndarray  # [L, LAYER_SUMS] per-layer fidelity sums at T (every entry; reaching rows)
     limit: np.ndarray  # [4] the limit run's output against the ANN's
     # [3, P] per output position, summed over the batch: the ANN's, the SNN's at step T, the limit
     # run's ([3, 0] where not kept: outputs over CENTRED_MAX_POSITIONS, or with masked entries)
@@ -109,7 +112,10 @@ class BatchPart:
     counts: np.ndarray  # [2T + 3]: snn_correct per t, agree per t, ann_correct, limit_correct, limit_agree
 
 
-PHASES = ("ann_reference", "snn_steps", "layer_fidelity", "limit_run")
+PHASES = ("ann_reference", "reaching", "snn_steps", "layer_fidelity", "limit_run")
+# per layer and batch: the fidelity sums over every entry, the same over the rows that reach the
+# output (Executor.reaching), and the counts of those entries and of all
+LAYER_SUMS = 10
 
 
 @dataclass
@@ -128,6 +134,8 @@ class SimResult:
     limit_fid: _Fid = field(default_factory=_Fid)
     positions: np.ndarray | None = None  # BatchPart.positions summed over every batch
     layer_fid: dict[str, _Fid] = field(default_factory=dict)
+    layer_fid_reaching: dict[str, _Fid] = field(default_factory=dict)  # rows that reach the output
+    layer_reaching: dict[str, np.ndarray] = field(default_factory=dict)  # [entries reaching, entries]
     events: dict[str, torch.Tensor] = field(default_factory=dict)  # per-element event totals
     static: dict[str, bool] = field(default_factory=dict)
     classified: bool = False  # the output is [N, classes]: agreement of argmax is meaningful
@@ -141,8 +149,10 @@ class SimResult:
         T = self.timesteps
         for f, v in zip(self.out_fid, part.out, strict=True):
             f.absorb(v)
-        for f, v in zip(self.layer_fid.values(), part.layers, strict=True):
-            f.absorb(v)
+        for name, v in zip(self.layer_fid, part.layers, strict=True):
+            self.layer_fid[name].absorb(v[:4])
+            self.layer_fid_reaching.setdefault(name, _Fid()).absorb(v[4:8])
+            self.layer_reaching[name] = self.layer_reaching.get(name, np.zeros(2)) + v[8:10]
         self.limit_fid.absorb(part.limit)
         if self.positions is None:
             self.positions = part.positions.copy()
@@ -300,6 +310,10 @@ class _BatchRun:
         clock = time.perf_counter()
         ann_vals = self.ex.run(feeds, keep=keep)
         ann_out = sample_rows(ann, ann.outputs[0], ann_vals[ann.outputs[0]])
+        clock = self._lap("ann_reference", clock)
+        # which rows of each layer can reach the output (a padded token's never do): the per-layer
+        # fidelity is measured there too; a gradient pass, so only where the ANN's values fit
+        reach = self.ex.reaching(feeds, list(self.layer_index)) if keep is not None else {}
         self._tick(share)
         counts = np.zeros(2 * T + 3, dtype=np.int64)
         out = np.zeros((T, 4))
@@ -320,7 +334,7 @@ class _BatchRun:
                 tot = sig.data.sum(0) if sig.total is None else sig.total
                 totals[name] = totals[name] + tot if name in totals else tot
 
-        clock = self._lap("ann_reference", clock)
+        clock = self._lap("reaching", clock)
         state: dict[str, torch.Tensor] = {}
         prev = None
         for t0 in range(0, T, self.chunk):
@@ -339,7 +353,7 @@ class _BatchRun:
             self._tick(share * k)
         del state, outs
         clock = self._lap("snn_steps", clock)
-        layers = np.zeros((len(self.layer_index), 4))
+        layers = np.zeros((len(self.layer_index), LAYER_SUMS))
 
         def compare(name: str, a: torch.Tensor) -> None:
             if name in final:
@@ -349,7 +363,16 @@ class _BatchRun:
                 s = s / T if sim.coding == "rate" else s  # a rate-coded stream's mean over the steps
             else:
                 return
-            layers[self.layer_index[name]] = fid_sums(s * float(self.scale.get(name, 1.0)), a)
+            s = s * float(self.scale.get(name, 1.0))
+            every = fid_sums(s, a)
+            rows = reach.get(name)
+            if rows is None or rows.shape != a.shape or not bool(rows.any()):
+                # not measured (the ANN's values not kept), or nothing reaches differentiably:
+                # every entry counts
+                near, n_in = every, a.numel()
+            else:
+                near, n_in = fid_sums(s, a, rows), int(rows.sum())
+            layers[self.layer_index[name]] = np.concatenate([every, near, [n_in, a.numel()]])
 
         if keep is None:
             self.ex.run(feeds, observe=compare)
@@ -388,6 +411,8 @@ def result_json(res: SimResult, snn: Graph) -> dict:
             spikes += sum(v for k, v in inside.items() if k != EVALUATIONS) * n
             neurons = v.numel
             f = res.layer_fid[o]
+            fr = res.layer_fid_reaching.get(o, f)
+            n_in, n_all = res.layer_reaching.get(o, (1.0, 1.0))
             layers.append(
                 {
                     "name": o,
@@ -400,6 +425,11 @@ def result_json(res: SimResult, snn: Graph) -> dict:
                     "firing_rate": spikes / (neurons * T * n) if neurons else 0.0,
                     "cosine": _finite(f.cosine()),
                     "rel_error": _finite(f.rel_error()),
+                    # the same over the rows that can reach the output (a padded token's hidden
+                    # state never does: its error says nothing of the conversion), and their share
+                    "cosine_reaching": _finite(fr.cosine()),
+                    "rel_error_reaching": _finite(fr.rel_error()),
+                    "reaching_share": float(n_in / n_all) if n_all else 1.0,
                     "static": bool(res.static.get(o, False)),
                 }
             )

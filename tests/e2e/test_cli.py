@@ -288,8 +288,9 @@ def test_simulate_progress_knows_its_total_before_the_first_step(pipeline, tmp_p
 
 
 def test_simulate_says_where_its_time_went(pipeline, tmp_path):
-    """execution.seconds: loading, the ANN reference, the SNN's steps, per-layer fidelity and the
-    limit run, each measured, within the total it reports and within this test's own clock."""
+    """execution.seconds: loading, the ANN reference, which entries reach the output, the SNN's
+    steps, per-layer fidelity and the limit run, each measured, within the total it reports and
+    within this test's own clock."""
     import shutil
     import time
 
@@ -301,7 +302,7 @@ def test_simulate_says_where_its_time_went(pipeline, tmp_path):
     j = run_simulation(snn, pipeline / "ex" / "test.npz", 3, batch_size=16, samples=SAMPLES)
     wall = time.perf_counter() - t0
     sec = j["execution"]["seconds"]
-    phases = ("load", "ann_reference", "snn_steps", "layer_fidelity", "limit_run")
+    phases = ("load", "ann_reference", "reaching", "snn_steps", "layer_fidelity", "limit_run")
     assert set(sec) == {*phases, "total"}
     assert all(sec[k] > 0 for k in phases)
     assert sum(sec[k] for k in phases) <= sec["total"] + 3e-3 <= wall + 4e-3  # (rounded to 1 ms)
