@@ -317,6 +317,7 @@ def run_simulation(
     progress: Callable[..., None] | None = None,  # progress(done, total=None)
     memory_budget: str | None = None,  # "6G", "512M"; default a quarter of memory
     time_chunk: int | None = None,
+    reaching: bool | None = None,
 ) -> dict[str, Any]:
     """`simulate`; launched by torchrun (WORLD_SIZE > 1), the processes share the batches out and
     the first one writes the merged result."""
@@ -354,6 +355,7 @@ def run_simulation(
             memory_budget=budget,
             time_chunk=time_chunk,
             group=group,
+            reaching=reaching,
         )
     j = result_json(res, snn)
     # (the process's start and imports come before: a whole command's wall time less `total`)

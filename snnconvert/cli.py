@@ -375,6 +375,14 @@ def simulate(
             help="Memory to plan batches and time chunks for, e.g. 6G or 512M [default: a quarter of RAM].",
         ),
     ] = None,
+    reaching: Annotated[
+        bool | None,
+        typer.Option(
+            "--reaching/--no-reaching",
+            help="Per-layer fidelity also over the entries that reach the output (one gradient pass "
+            "of the ANN per batch) [default: for models with a mask or id input].",
+        ),
+    ] = None,
 ) -> None:
     """Run the SNN for T steps against the ANN on the same data: accuracy per step, spikes per layer.
     Launched by torchrun, the processes share the batches and the first one writes the result."""
@@ -403,6 +411,7 @@ def simulate(
             analog_mode=analog_mode,
             progress=tick,
             memory_budget=memory_budget,
+            reaching=reaching,
         )
     if int(os.environ.get("RANK", "0")) != 0:
         return  # one report from a torchrun launch: the first process's

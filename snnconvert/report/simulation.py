@@ -105,7 +105,7 @@ def print_simulation(j: dict[str, Any], console: Console, max_layers: int = 40) 
             console.print(f"SNN steps by op (s): {top}{', ...' if len(by_op) > 4 else ''}")
     # where some entries cannot reach the output (padded tokens), the fidelity shown is over those
     # that can: a padded token's hidden state is free to differ, and its error hid the conversion's
-    some = [r.get("reaching_share", 1.0) for r in j["layers"] if r.get("reaching_share", 1.0) < 1.0]
+    some = [r["reaching_share"] for r in j["layers"] if (r.get("reaching_share") or 1.0) < 1.0]
     key = "_reaching" if some else ""
     title = "per layer (decoded value at T vs ANN activation"
     lt = Table(title=title + (", over the entries that reach the output)" if some else ")"))

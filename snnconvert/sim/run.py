@@ -136,6 +136,7 @@ class SimResult:
     layer_fid: dict[str, _Fid] = field(default_factory=dict)
     layer_fid_reaching: dict[str, _Fid] = field(default_factory=dict)  # rows that reach the output
     layer_reaching: dict[str, np.ndarray] = field(default_factory=dict)  # [entries reaching, entries]
+    reaching_measured: bool = False
     events: dict[str, torch.Tensor] = field(default_factory=dict)  # per-element event totals
     static: dict[str, bool] = field(default_factory=dict)
     classified: bool = False  # the output is [N, classes]: agreement of argmax is meaningful
@@ -212,10 +213,14 @@ def simulate(
     memory_budget: int | None = None,
     time_chunk: int | None = None,
     group: Any = None,
+    reaching: bool | None = None,
 ) -> SimResult:
     """`progress(k, total=None)` advances by k samples (fractions while a batch is under way);
     `memory_budget` in bytes (default: a quarter of memory); `time_chunk` fixes the steps per chunk
-    (default: from the budget); `group`, a torch.distributed process group, shares the batches out."""
+    (default: from the budget); `group`, a torch.distributed process group, shares the batches out;
+    `reaching`: measure per-layer fidelity also over the entries that reach the output (default:
+    where the ANN has a mask or id input, i.e. more than one input or one that is not float: where
+    padding is likely; a gradient pass of the ANN per batch, and only where its values are kept)."""
     check_timesteps(timesteps)
     if batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {batch_size}")
@@ -257,7 +262,10 @@ def simulate(
     mine = [b for b in range(batches) if b % world == rank]
     if progress is not None:
         progress(0, total=sum(min(p.batch, n - b * p.batch) for b in mine))
-    run = _BatchRun(sim, ex, lim, snn, ann, res, p.chunk, progress)
+    if reaching is None:
+        reaching = len(ann.inputs) > 1 or any(not ann.values[i].dtype.startswith("float") for i in ann.inputs)
+    res.reaching_measured = bool(reaching and p.keep_ann)
+    run = _BatchRun(sim, ex, lim, snn, ann, res, p.chunk, progress, reaching)
     parts = []
     for index, (_start, feeds, labels) in enumerate(data.batches(p.batch, n)):
         if index % world == rank:
@@ -284,8 +292,9 @@ class _BatchRun:
     """One batch: the ANN's output, the SNN chunk by chunk (its per-step metrics as they come, the
     per-layer totals kept), then the layers against the ANN and the limit run."""
 
-    def __init__(self, sim, ex, lim, snn, ann, res: SimResult, chunk: int, progress) -> None:
+    def __init__(self, sim, ex, lim, snn, ann, res: SimResult, chunk: int, progress, reaching: bool) -> None:
         self.sim, self.ex, self.lim, self.snn, self.ann, self.res = sim, ex, lim, snn, ann, res
+        self.reaching = reaching
         self.chunk = chunk
         self.progress = progress
         self.scale = snn.meta.get("value_scale", {})
@@ -313,7 +322,7 @@ class _BatchRun:
         clock = self._lap("ann_reference", clock)
         # which rows of each layer can reach the output (a padded token's never do): the per-layer
         # fidelity is measured there too; a gradient pass, so only where the ANN's values fit
-        reach = self.ex.reaching(feeds, list(self.layer_index)) if keep is not None else {}
+        reach = self.ex.reaching(feeds, list(self.layer_index)) if keep is not None and self.reaching else {}
         self._tick(share)
         counts = np.zeros(2 * T + 3, dtype=np.int64)
         out = np.zeros((T, 4))
@@ -427,9 +436,12 @@ def result_json(res: SimResult, snn: Graph) -> dict:
                     "rel_error": _finite(f.rel_error()),
                     # the same over the rows that can reach the output (a padded token's hidden
                     # state never does: its error says nothing of the conversion), and their share
-                    "cosine_reaching": _finite(fr.cosine()),
-                    "rel_error_reaching": _finite(fr.rel_error()),
-                    "reaching_share": float(n_in / n_all) if n_all else 1.0,
+                    # (None: not measured; see `simulate`'s `reaching`)
+                    "cosine_reaching": _finite(fr.cosine()) if res.reaching_measured else None,
+                    "rel_error_reaching": _finite(fr.rel_error()) if res.reaching_measured else None,
+                    "reaching_share": (float(n_in / n_all) if n_all else 1.0)
+                    if res.reaching_measured
+                    else None,
                     "static": bool(res.static.get(o, False)),
                 }
             )
