@@ -33,8 +33,8 @@ def fid_sums(s: torch.Tensor, a: torch.Tensor, rows: torch.Tensor | None = None)
     # sums accumulated in float64 without float64 copies of whole activations (ViT-Base's
     # attention maps made the copies cost more than the layers)
     s, a = s.float(), a.float()
-    if rows is not None:
-        s, a = s[rows], a[rows]
+    if rows is not None:  # zeros elsewhere: the same sums, without gathering the entries
+        s, a = torch.where(rows, s, 0.0), torch.where(rows, a, 0.0)
     if bool((a <= MASK_FLOOR).any()):  # masked entries hold no data
         keep = a > MASK_FLOOR
         s, a = s[keep], a[keep]
@@ -375,12 +375,13 @@ class _BatchRun:
             s = s * float(self.scale.get(name, 1.0))
             every = fid_sums(s, a)
             rows = reach.get(name)
-            if rows is None or rows.shape != a.shape or not bool(rows.any()):
-                # not measured (the ANN's values not kept), or nothing reaches differentiably:
-                # every entry counts
+            n_in = a.numel() if rows is None or rows.shape != a.shape else int(rows.sum())
+            if n_in in (0, a.numel()):
+                # every entry reaches; or not measured (the ANN's values not kept), or nothing
+                # reaches differentiably: every entry counts
                 near, n_in = every, a.numel()
             else:
-                near, n_in = fid_sums(s, a, rows), int(rows.sum())
+                near = fid_sums(s, a, rows)
             layers[self.layer_index[name]] = np.concatenate([every, near, [n_in, a.numel()]])
 
         if keep is None:
