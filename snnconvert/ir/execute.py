@@ -160,7 +160,10 @@ class Executor:
         def probe(name: str, t: torch.Tensor) -> torch.Tensor:
             if name not in wanted or not t.is_floating_point():
                 return t
-            probes[name] = torch.zeros_like(t, requires_grad=True)
+            if t.requires_grad:  # downstream of a probe: its gradient is asked of it directly
+                probes[name] = t
+                return t
+            probes[name] = torch.zeros_like(t, requires_grad=True)  # a source: a zero leaf added
             return t + probes[name]
 
         with torch.enable_grad():
