@@ -82,6 +82,9 @@ class Footprint:
     per_step: int
     ann_kept: int = 0
     held: int = 0  # of `fixed`, what the process held before (varies run to run)
+    # per sample, the ANN's gradient pass that finds which entries reach the output (every value
+    # kept for the backward, and a gradient per tracked value), on top of the values kept
+    reaching: int = 0
 
     def total(self, batch: int, chunk: int) -> int:
         return self.fixed + batch * self.per_sample + batch * chunk * self.per_step
@@ -136,7 +139,8 @@ def footprint(snn: Graph, ann: Graph, tracked: list[str], consts: set[str], base
         + _peak_live(ann, ann_consts)  # the ANN reference and the limit run, one after the other
     )
     events = sum(_bytes(snn, o) for n in snn.nodes if get(n.op).spiking for o in n.outputs)
-    return Footprint(baseline + events, per_sample, _peak_live(snn, consts), layers, baseline)
+    every = sum(_bytes(ann, o) for n in ann.nodes for o in n.outputs if o not in ann_consts)
+    return Footprint(baseline + events, per_sample, _peak_live(snn, consts), layers, baseline, every + layers)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,7 @@ class Plan:
     estimate: int
     keep_ann: bool = False  # the ANN's values kept from its first run (one ANN forward, not two)
     held: int = 0  # of the estimate, what the process held before simulating
+    reaching_fits: bool = False  # the gradient pass that finds the entries reaching the output
 
     def to_json(self) -> dict[str, int | bool]:
         return {
@@ -179,4 +184,6 @@ def plan(
             f"about {gib(need)} (this process holds {gib(fp.fixed)} before simulating); raise the budget"
         )
     keep = need + batch * fp.ann_kept <= budget
-    return Plan(batch, chunk, budget, need + (batch * fp.ann_kept if keep else 0), keep, fp.held)
+    # (before the SNN's state exists: the values kept and the pass, on what the process holds)
+    reach = keep and fp.fixed + batch * (fp.ann_kept + fp.reaching) <= budget
+    return Plan(batch, chunk, budget, need + (batch * fp.ann_kept if keep else 0), keep, fp.held, reach)

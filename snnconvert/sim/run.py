@@ -264,8 +264,8 @@ def simulate(
         progress(0, total=sum(min(p.batch, n - b * p.batch) for b in mine))
     if reaching is None:
         reaching = len(ann.inputs) > 1 or any(not ann.values[i].dtype.startswith("float") for i in ann.inputs)
-    res.reaching_measured = bool(reaching and p.keep_ann)
-    run = _BatchRun(sim, ex, lim, snn, ann, res, p.chunk, progress, reaching)
+    res.reaching_measured = bool(reaching and p.reaching_fits)
+    run = _BatchRun(sim, ex, lim, snn, ann, res, p.chunk, progress)
     parts = []
     for index, (_start, feeds, labels) in enumerate(data.batches(p.batch, n)):
         if index % world == rank:
@@ -292,9 +292,8 @@ class _BatchRun:
     """One batch: the ANN's output, the SNN chunk by chunk (its per-step metrics as they come, the
     per-layer totals kept), then the layers against the ANN and the limit run."""
 
-    def __init__(self, sim, ex, lim, snn, ann, res: SimResult, chunk: int, progress, reaching: bool) -> None:
+    def __init__(self, sim, ex, lim, snn, ann, res: SimResult, chunk: int, progress) -> None:
         self.sim, self.ex, self.lim, self.snn, self.ann, self.res = sim, ex, lim, snn, ann, res
-        self.reaching = reaching
         self.chunk = chunk
         self.progress = progress
         self.scale = snn.meta.get("value_scale", {})
@@ -321,8 +320,8 @@ class _BatchRun:
         ann_out = sample_rows(ann, ann.outputs[0], ann_vals[ann.outputs[0]])
         clock = self._lap("ann_reference", clock)
         # which rows of each layer can reach the output (a padded token's never do): the per-layer
-        # fidelity is measured there too; a gradient pass, so only where the ANN's values fit
-        reach = self.ex.reaching(feeds, list(self.layer_index)) if keep is not None and self.reaching else {}
+        # fidelity is measured there too; a gradient pass, so only where it fits the budget
+        reach = self.ex.reaching(feeds, list(self.layer_index)) if self.res.reaching_measured else {}
         self._tick(share)
         counts = np.zeros(2 * T + 3, dtype=np.int64)
         out = np.zeros((T, 4))

@@ -117,6 +117,21 @@ def test_plan_halves_the_batch_then_the_chunk_until_it_fits():
         plan(fp, 1000, 64, 50, 100 + 10)
 
 
+def test_the_reaching_pass_runs_only_where_it_fits_beside_the_kept_ann_values():
+    """Keeping the ANN's values needs need + B * ann_kept; the gradient pass that finds the entries
+    reaching the output needs fixed + B * (ann_kept + reaching), before the SNN's state exists."""
+    fp = Footprint(fixed=100, per_sample=10, per_step=1, ann_kept=20, reaching=50)
+    need = 100 + 4 * 10 + 4 * 16  # batch 4, chunk 16
+    p = plan(fp, samples=4, batch_size=4, timesteps=16, budget=need + 4 * 20)
+    assert p.keep_ann and not p.reaching_fits  # 284 B: the values fit, the pass (380 B) does not
+    p = plan(fp, samples=4, batch_size=4, timesteps=16, budget=100 + 4 * 70)
+    assert p.keep_ann and p.reaching_fits
+    p = plan(fp, samples=4, batch_size=4, timesteps=16, budget=100 + 4 * 70 - 1)
+    assert p.keep_ann and not p.reaching_fits
+    p = plan(fp, samples=4, batch_size=4, timesteps=16, budget=need)
+    assert not p.keep_ann and not p.reaching_fits
+
+
 def test_the_plan_does_not_grow_with_T(example):
     """The chunk is capped, so the planned memory at T = 400 is that at T = 50 (the per-step
     metrics, a few floats a step, are all that grows)."""
