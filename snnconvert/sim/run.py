@@ -475,6 +475,7 @@ def result_json(res: SimResult, snn: Graph) -> dict:
         j["output_sample_share"] = share  # of the ANN output's energy, what varies between samples
     # how it ran (not what it found: the numbers above do not depend on these)
     j["execution"] = {**(res.plan.to_json() if res.plan else {}), "processes": res.processes}
+    j["execution"]["reaching_measured"] = res.reaching_measured
     j["execution"]["seconds"] = {k: round(v, 3) for k, v in res.seconds.items()}
     if res.op_seconds is not None:
         j["execution"]["snn_steps_by_op"] = {k: round(v, 3) for k, v in res.op_seconds.items()}
