@@ -29,7 +29,7 @@ MAX_TIMESTEPS = 100_000
 
 def fid_sums(s: torch.Tensor, a: torch.Tensor, rows: torch.Tensor | None = None) -> np.ndarray:
     """[s.a, s.s, a.a, (s-a).(s-a)] in float64, over the entries that hold data (and, given `rows`,
-    a mask over the leading axes, in those rows only)."""
+    a mask of a's shape, over those it marks only)."""
     # sums accumulated in float64 without float64 copies of whole activations (ViT-Base's
     # attention maps made the copies cost more than the layers)
     s, a = s.float(), a.float()
@@ -104,7 +104,7 @@ class BatchPart:
 
     index: int
     out: np.ndarray  # [T, 4] output fidelity sums per step
-    layers: np.ndarray  # [L, LAYER_SUMS] per-layer fidelity sums at T (every entry; reaching rows)
+    layers: np.ndarray  # [L, LAYER_SUMS] per-layer fidelity sums at T (every entry; reaching ones)
     limit: np.ndarray  # [4] the limit run's output against the ANN's
     # [3, P] per output position, summed over the batch: the ANN's, the SNN's at step T, the limit
     # run's ([3, 0] where not kept: outputs over CENTRED_MAX_POSITIONS, or with masked entries)
@@ -113,7 +113,7 @@ class BatchPart:
 
 
 PHASES = ("ann_reference", "reaching", "snn_steps", "layer_fidelity", "limit_run")
-# per layer and batch: the fidelity sums over every entry, the same over the rows that reach the
+# per layer and batch: the fidelity sums over every entry, the same over the entries that reach the
 # output (Executor.reaching), and the counts of those entries and of all
 LAYER_SUMS = 10
 
@@ -134,7 +134,7 @@ class SimResult:
     limit_fid: _Fid = field(default_factory=_Fid)
     positions: np.ndarray | None = None  # BatchPart.positions summed over every batch
     layer_fid: dict[str, _Fid] = field(default_factory=dict)
-    layer_fid_reaching: dict[str, _Fid] = field(default_factory=dict)  # rows that reach the output
+    layer_fid_reaching: dict[str, _Fid] = field(default_factory=dict)  # entries reaching the output
     layer_reaching: dict[str, np.ndarray] = field(default_factory=dict)  # [entries reaching, entries]
     reaching_measured: bool = False
     events: dict[str, torch.Tensor] = field(default_factory=dict)  # per-element event totals
@@ -220,7 +220,7 @@ def simulate(
     (default: from the budget); `group`, a torch.distributed process group, shares the batches out;
     `reaching`: measure per-layer fidelity also over the entries that reach the output (default:
     where the ANN has a mask or id input, i.e. more than one input or one that is not float: where
-    padding is likely; a gradient pass of the ANN per batch, and only where its values are kept)."""
+    padding is likely; a gradient pass of the ANN per batch, and only where it fits the budget)."""
     check_timesteps(timesteps)
     if batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {batch_size}")
