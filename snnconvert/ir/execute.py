@@ -144,10 +144,10 @@ class Executor:
     def reaching(
         self, feeds: Mapping[str, np.ndarray | torch.Tensor], names: list[str]
     ) -> dict[str, torch.Tensor]:
-        """For each named float value, which of its entries can reach the graph's first output
-        ([B, *shape], bool): those in a row (all axes but the last) and a column (the last axis)
-        where the output's gradient, taken along a seeded random direction, is not exactly zero
-        somewhere. A padded token's hidden state never reaches a masked mean (as a key its attention
+        """For each named float value, which of its entries can reach the graph's outputs
+        ([B, *shape], bool; {} where that cannot be measured): those in a row (all axes but the
+        last) and a column (the last axis) where the outputs' gradient, taken along a seeded random
+        direction, is not exactly zero somewhere. A padded token's hidden state never reaches a masked mean (as a key its attention
         weight is exactly 0, its own row is multiplied by 0 at the pooling), nor does an attention
         score at a masked key, nor a CLS-classifier's other tokens after the last attention. Rows
         and columns, not entries: an entry a ReLU turns off has no gradient but still counts (a
@@ -166,13 +166,22 @@ class Executor:
             probes[name] = torch.zeros_like(t, requires_grad=True)  # a source: a zero leaf added
             return t + probes[name]
 
-        with torch.enable_grad():
-            out = self._forward(feeds, None, None, probe)[self.g.outputs[0]]
-            if not out.is_floating_point() or not out.requires_grad or not probes:
-                return {}
-            gen = torch.Generator(device=out.device).manual_seed(0)
-            direction = torch.randn(out.shape, generator=gen, device=out.device, dtype=out.dtype)
-            grads = torch.autograd.grad((out * direction).sum(), list(probes.values()), allow_unused=True)
+        try:  # (the same forward has just run without gradients: what fails here is autograd's)
+            with torch.enable_grad():
+                outs = self._forward(feeds, None, None, probe)
+                outs = [
+                    outs[o] for o in self.g.outputs if outs[o].is_floating_point() and outs[o].requires_grad
+                ]
+                if not outs or not probes:
+                    return {}
+                gen = torch.Generator(device=outs[0].device).manual_seed(0)
+                loss = sum(
+                    (o * torch.randn(o.shape, generator=gen, device=o.device, dtype=o.dtype)).sum()
+                    for o in outs
+                )
+                grads = torch.autograd.grad(loss, list(probes.values()), allow_unused=True)
+        except (RuntimeError, GraphError):  # an op torch has no derivative for: not measured
+            return {}
         reach = {}
         for (name, p), gr in zip(probes.items(), grads, strict=True):
             hit = torch.zeros_like(p, dtype=torch.bool) if gr is None else gr != 0

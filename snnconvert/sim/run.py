@@ -322,6 +322,8 @@ class _BatchRun:
         # which rows of each layer can reach the output (a padded token's never do): the per-layer
         # fidelity is measured there too; a gradient pass, so only where it fits the budget
         reach = self.ex.reaching(feeds, list(self.layer_index)) if self.res.reaching_measured else {}
+        if not reach:  # not asked, or autograd could not take this model: the figures are null
+            self.res.reaching_measured = False
         self._tick(share)
         counts = np.zeros(2 * T + 3, dtype=np.int64)
         out = np.zeros((T, 4))

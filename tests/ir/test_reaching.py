@@ -63,3 +63,23 @@ def test_reaching_leaves_no_gradient_state_behind():
     ex = Executor(g)
     ex.reaching(_feeds(), ["fc"])
     assert not torch.is_grad_enabled() or all(not t.requires_grad for t in ex.consts.values())
+
+
+def test_every_output_counts():
+    """A second output that reads every token: then every row of fc reaches, though the first output
+    (a CLS readout) reads row 0 alone."""
+    g = _graph("cls")
+    g.outputs.append("fc")
+    r = Executor(g).reaching(_feeds(), ["fc"])["fc"]
+    assert bool(r.all())
+
+
+def test_a_model_autograd_cannot_take_is_not_measured(monkeypatch):
+    """Where torch has no derivative for an op (here: any, by a patched autograd), reaching is {}, not
+    an error; simulate then reports the reaching figures as null."""
+
+    def no_derivative(*a, **k):
+        raise RuntimeError("derivative for this op is not implemented")
+
+    monkeypatch.setattr(torch.autograd, "grad", no_derivative)
+    assert Executor(_graph("masked_mean")).reaching(_feeds(), ["fc"]) == {}

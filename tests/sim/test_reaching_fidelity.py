@@ -67,3 +67,22 @@ def test_per_layer_fidelity_over_the_unmasked_tokens():
     assert (
         layers["fc2"]["rel_error"] > 2 * layers["fc2"]["rel_error_reaching"]
     )  # the padding's error, left out
+
+
+def test_where_autograd_cannot_take_the_model_the_reaching_figures_are_null(monkeypatch):
+    import torch
+
+    g = _encoder()
+    rng = np.random.default_rng(2)
+    feeds = {"x": rng.normal(size=(8, TOKENS, D)).astype(np.float32), "m": np.ones((8, TOKENS), np.float32)}
+    snn, _ = converted(copy.deepcopy(g), calibration_of(g, feeds), [("spike_all", {"levels": 8})], "count")
+
+    def no_derivative(*a, **k):
+        raise RuntimeError("derivative for this op is not implemented")
+
+    monkeypatch.setattr(torch.autograd, "grad", no_derivative)
+    j = result_json(simulate(snn, g, Dataset(feeds, None, "mem"), 4, batch_size=4), snn)
+    assert j["execution"]["reaching_measured"] is False
+    assert all(r["cosine_reaching"] is None for r in j["layers"]) and all(
+        r["cosine"] is not None for r in j["layers"]
+    )
