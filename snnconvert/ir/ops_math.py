@@ -55,7 +55,6 @@ register(
         "Linear",
         _linear,
         leading_axes=lambda a, r, b: b[0] and not any(b[1:]),  # x [..., in] @ W: any leading axes
-        bias_input=2,
         cost=_linear_cost,
         affine_in=_first_only,
         synaptic=True,
@@ -119,7 +118,6 @@ register(
             "group": Attr(int, 1),
         },
         cost=_conv_cost,
-        bias_input=2,
         affine_in=_first_only,
         synaptic=True,
         layer=True,

@@ -65,11 +65,6 @@ class OpDef:
     # these attributes, per-sample input ranks and batched flags? Then many samples run through it
     # as they are: torch.vmap's dispatch cost 0.05-0.5 ms a call, most of a small batch's time.
     leading_axes: Callable[[dict[str, Any], Sequence[int], Sequence[bool]], bool] | None = None
-    # The input, last and optional, that is the op's whole constant term (a Linear's or Conv's bias):
-    # the op without it is f(x) - f(0), so count coding's steps after the first run it so, and the
-    # bias is added to step 1 alone, where adding it to every step and taking it away again were
-    # two passes over the output and rounding at every step.
-    bias_input: int | None = None
 
     # -- flags (see FLAGS for what each one means and who reads it) --
     moves_data: Flag = False

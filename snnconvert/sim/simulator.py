@@ -33,6 +33,7 @@ from snnconvert.ir.registry import (  # noqa: F401  (the record keys are the reg
     EVALUATIONS,
     INTERNAL,
     get,
+    has_flag,
     internal_key,
     internal_records,
     is_spike_record,
@@ -298,12 +299,14 @@ class Simulator:
         return self._run(n, zargs)
 
     def _bias(self, n: Node, ins: list[Sig], stream: frozenset[int]) -> bool:
-        """Has the node a bias (the registry's bias_input: its whole constant term, last), a finite
-        constant, and does it vary in its first input alone? Not asked in the portable step (traced)."""
-        i = get(n.op).bias_input
-        if i is None or self._traced or stream != {0} or len(ins) != i + 1 or not self._is_const(n, i):
+        """Is the node a layer (the registry's flag: weights at input 1, an optional bias at input 2,
+        its whole constant term) with a bias that is a finite constant, varying in its input 0
+        alone? Then the op without the bias is f(x) - f(0): count coding's steps after the first
+        run it so, and the bias is added to step 1 alone, where adding it to every step and taking
+        it away again were two passes over the output. Not asked in the portable step (traced)."""
+        if self._traced or stream != {0} or len(ins) != 3 or not has_flag(n.op, "layer", n.attrs):
             return False
-        return bool(torch.isfinite(ins[i].data).all())
+        return self._is_const(n, 2) and bool(torch.isfinite(ins[2].data).all())
 
     def _rows_apart(self, n: Node, ins: list[Sig], stream: frozenset[int]) -> bool:
         """A synaptic op on one stream whose rows (all but the last axis) are computed apart from
