@@ -12,7 +12,7 @@ from snnconvert.data.files import Dataset
 from snnconvert.errors import InputError
 from snnconvert.ir.execute import Executor
 from snnconvert.ir.graph import MASK_FLOOR, Graph
-from snnconvert.ir.registry import has_flag
+from snnconvert.ir.registry import broadcasts_leading, get, has_flag
 
 
 def observed_values(g: Graph) -> list[str]:
@@ -106,13 +106,34 @@ def calibrate(
 
 def channel_axis(g: Graph, name: str) -> int | None:
     """The axis of a value's channels, whose calibrated max |x| calibrate records one by one (and
-    spike_all's per-channel thresholds follow): axis 1 of a conv feature map or of attention's
-    [1, heads, queries, keys] (rank 4), the last axis for features [features] and token features
-    [1, tokens, features]."""
-    rank = len(g.values[name].shape)
-    if rank == 4:
-        return 1
-    return rank - 1 if rank >= 1 else None
+    spike_all's per-channel thresholds follow): the axis the op that made it fixes (the registry's
+    channel_axis: a convolution's or a pool's feature map [1, C, ...], whatever its rank), looked for
+    back through ops that keep its shape and its channels (an activation, a neuron, a residual sum,
+    a normalisation: their input 0); failing that, by rank: axis 1 of attention's [1, heads, queries, keys] (rank 4),
+    the last axis for features [features] and token features [1, tokens, features]."""
+    shape = g.values[name].shape
+    if not shape:
+        return None
+    x = name
+    for _ in range(len(g.nodes)):
+        n = g.producer(x)
+        if n is None or not n.inputs:
+            break
+        op = get(n.op)
+        if op.channel_axis is not None:
+            ranks = [
+                np.ndim(g.initializers[i]) if i in g.initializers else len(g.values[i].shape)
+                for i in n.inputs
+            ]
+            axis = op.channel_axis(op.with_defaults(n.attrs), ranks, len(shape))
+            return axis if 0 <= axis < len(shape) else None
+        x = n.inputs[0]
+        keeps = (
+            op.spiking or op.leading_axes is broadcasts_leading or has_flag(n.op, "normalization", n.attrs)
+        )
+        if not keeps or x in g.initializers or x not in g.values or g.values[x].shape != shape:
+            break
+    return 1 if len(shape) == 4 else len(shape) - 1
 
 
 def nonzero_percentile(s: QuantileSketch, p: float) -> float:

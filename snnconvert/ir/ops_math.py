@@ -118,6 +118,7 @@ register(
             "group": Attr(int, 1),
         },
         cost=_conv_cost,
+        channel_axis=lambda a, ranks, r: r - (ranks[1] - 2) - 1,  # weights [C_out, C_in, spatial...]
         affine_in=_first_only,
         synaptic=True,
         layer=True,
@@ -301,6 +302,10 @@ _POOL_ATTRS = {
 }
 
 
+def _pool_channels(a, ranks, r):
+    return r - len(a["kernel"]) - 1  # [(1,) C, spatial...]: the axis before the kernel's
+
+
 def _pool_cost(kind):
     def cost(a, ins, outs):
         k = 1
@@ -311,13 +316,14 @@ def _pool_cost(kind):
     return cost
 
 
-register(OpDef("MaxPool", _maxpool, attrs=_POOL_ATTRS, cost=_pool_cost("cmp")))
+register(OpDef("MaxPool", _maxpool, attrs=_POOL_ATTRS, cost=_pool_cost("cmp"), channel_axis=_pool_channels))
 register(
     OpDef(
         "AvgPool",
         _avgpool,
         attrs={**_POOL_ATTRS, "count_include_pad": Attr(int, 0)},
         cost=_pool_cost("add"),
+        channel_axis=_pool_channels,
         affine_in=_first_only,
         keeps_spikes=True,
         pool=True,

@@ -65,6 +65,11 @@ class OpDef:
     # these attributes, per-sample input ranks and batched flags? Then many samples run through it
     # as they are: torch.vmap's dispatch cost 0.05-0.5 ms a call, most of a small batch's time.
     leading_axes: Callable[[dict[str, Any], Sequence[int], Sequence[bool]], bool] | None = None
+    # channel_axis(attrs, input ranks, output rank): the axis of its output's channels, where the op
+    # fixes one (a convolution's or a pool's feature map [(1,) C, spatial...]: the axis before its
+    # spatial ones); None: its output's channels are its input's (elementwise ops, normalisations)
+    # or where its rank says (calibrate.observe.channel_axis)
+    channel_axis: Callable[[dict[str, Any], Sequence[int], int], int] | None = None
 
     # -- flags (see FLAGS for what each one means and who reads it) --
     moves_data: Flag = False

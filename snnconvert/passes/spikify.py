@@ -239,6 +239,9 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
         )
     one_theta: list[str] = []  # per_channel asked, but the calibration has no per-channel maxima
     fragile = {o for n in g.nodes for o in n.outputs if _breaks_at_zero(g, o)}
+    # channel axes read off the graph before the loop below renames outputs to insert neurons (the
+    # walk back through producers must see the graph calibrate saw)
+    axes = {o: channel_axis(g, o) for n in g.nodes for o in n.outputs if o in g.values}
     structural = structural_values(g)
     if structural:
         ctx.notes.append(
@@ -269,7 +272,7 @@ def spike_all(g: Graph, params: dict[str, Any], ctx: PassContext) -> Graph:
             # unsigned where calibration never saw a negative value (ReLU, softmax, x^2, a variance):
             # a signed neuron's transient negative counts would reach e.g. a square root below zero
             signed = not relu and sk.min < 0
-            axis = channel_axis(g, o)
+            axis = axes[o]
             for k in range(level_doublings(L, int(params["max_levels"]), float(params["tolerance"])) + 1):
                 levels = L << k
                 lo = -float(levels) if signed else 0.0

@@ -143,3 +143,39 @@ def test_a_calibration_without_per_channel_maxima_keeps_one_theta_and_says_so(ca
     s, notes = converted(g, cal, [("spike_all", {"levels": 8, "per_channel": True})], "count")
     assert all(np.asarray(s.initializers[n.inputs[1]]).size == 1 for n in neurons(s))
     assert any("keep one threshold" in m and "rerun `snnconvert calibrate`" in m for m in notes), notes
+
+
+def conv1d_graph():
+    """A 1-d conv front end (Whisper's, wav2vec2's): Conv1d -> Gelu on [1, C, L] per sample, then the
+    feature map turned token-major ([1, L, C]) and a Linear: the channels are axis 1 before the
+    transpose and the last axis after it."""
+    from snnconvert.ir.build import GraphBuilder
+
+    rng = np.random.default_rng(5)
+    b = GraphBuilder()
+    x = b.input("x", (1, 2, 9), batch_axis=0)
+    w = rng.normal(size=(4, 2, 3)).astype(np.float32)
+    w[2] *= 20.0  # one channel 20x the others' range
+    conv = b.node("Conv", [x, b.const("w", w), b.const("b", np.zeros(4, np.float32))],
+                  {"strides": [1], "pads": [1, 1], "dilations": [1]}, name="conv")  # fmt: skip
+    act = b.node("Gelu", [conv], name="gelu")
+    tok = b.node("Transpose", [act], {"perm": [0, 2, 1]}, name="tok")
+    y = b.node("Linear", [tok, b.const("w2", rng.normal(size=(4, 3)).astype(np.float32))], name="fc")
+    return b.output(y)
+
+
+def test_a_conv1d_feature_maps_channels_are_axis_1_and_a_token_major_values_the_last():
+    from snnconvert.calibrate.observe import channel_axis
+
+    g = conv1d_graph()
+    assert [channel_axis(g, v) for v in ("conv", "gelu", "tok", "fc")] == [1, 1, 2, 2]
+    cal, x = random_calibration(g, 256, 1, batch_size=64)
+    s = spike_all(copy.deepcopy(g), cal, levels=8, per_channel=True)
+    acts = run_graph(g, {"x": x}, keep={"conv", "gelu"})
+    for v in ("conv", "gelu"):
+        node = next(n for n in s.nodes if n.op == "IF" and n.outputs[0] == v)
+        theta = np.asarray(s.initializers[node.inputs[1]])
+        a = acts[v].numpy().astype(np.float64)  # [N, 1, C, L]
+        cmax = np.abs(a).max(axis=(0, 1, 3))  # per channel, over samples and positions
+        assert theta.shape == (1, 4, 1), v
+        np.testing.assert_allclose(theta.reshape(4), np.maximum(cmax, 1e-6 * cmax.max()) / 8, rtol=1e-6)
