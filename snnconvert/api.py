@@ -267,6 +267,11 @@ def conversion_summary(g: Graph) -> dict[str, Any]:
             row["neurons_inside"] = True
             row["analog_parts"] = op.analog_parts
         nodes.append(row)
+    analog = [
+        (row, n)
+        for row, n in zip(nodes, g.nodes, strict=True)
+        if not row["spiking"] and not row.get("neurons_inside") and row["output"] == "analog"
+    ]
     return {
         "recipe": g.meta.get("recipe"),
         "coding": g.meta.get("coding"),
@@ -274,22 +279,15 @@ def conversion_summary(g: Graph) -> dict[str, Any]:
         "spiking_subnetworks": [n["node"] for n in nodes if n.get("neurons_inside")],
         "spike_values": sum(1 for v in g.values.values() if v.domain == "spike"),
         "spikes": spike_format(g),  # what one event is: levels per step, signed
-        "analog_nodes": [
-            n["node"]
-            for n in nodes
-            if not n["spiking"] and not n.get("neurons_inside") and n["output"] == "analog"
-        ],
+        "analog_nodes": [row["node"] for row, _ in analog],
         # non-linear ops that stay analog, applied to their inputs' running values (rate: means,
         # count: totals); simulate's per-layer fidelity measures each
         "analog_nonlinear": dict(
             Counter(
-                n["op"]
-                for n, nd in zip(nodes, g.nodes, strict=True)
-                if not n["spiking"]
-                and not n.get("neurons_inside")
-                and n["output"] == "analog"
-                and nd.outputs[0] in varying
-                and any(has_flag(nd.op, f, nd.attrs) for f in ("activation", "normalization"))
+                n.op
+                for _, n in analog
+                if n.outputs[0] in varying
+                and any(has_flag(n.op, f, n.attrs) for f in ("activation", "normalization"))
             )
         ),
         "nodes": nodes,

@@ -57,8 +57,10 @@ def calibrate(
             )
     if batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {batch_size}")
-    names = set(observed_values(g))
-    sketches = {n: QuantileSketch(alpha=alpha) for n in observed_values(g)}
+    values = observed_values(g)
+    names = set(values)
+    sketches = {n: QuantileSketch(alpha=alpha) for n in values}
+    axes = {n: channel_axis(g, n) for n in values}  # (a walk back through producers: once, not per batch)
     # softmax inputs are also recorded shifted by their row max: the range a spiking softmax sees
     shifted: dict[str, list[tuple[str, int]]] = {}
     for n in g.nodes:
@@ -78,8 +80,8 @@ def calibrate(
         _update(name, name, t.detach())
 
     def _update(key: str, name: str, t: torch.Tensor) -> None:
-        axis = channel_axis(g, name)
-        channel = None if key != name or axis is None else axis + 1  # observed tensors are sample-major
+        axis = axes.get(name) if key == name else None
+        channel = None if axis is None else axis + 1  # observed tensors are sample-major
         if t.is_floating_point():
             hidden = t <= MASK_FLOOR
             if bool(hidden.any()):
@@ -109,8 +111,9 @@ def channel_axis(g: Graph, name: str) -> int | None:
     spike_all's per-channel thresholds follow): the axis the op that made it fixes (the registry's
     channel_axis: a convolution's or a pool's feature map [1, C, ...], whatever its rank), looked for
     back through ops that keep its shape and its channels (an activation, a neuron, a residual sum,
-    a normalisation: their input 0); failing that, by rank: axis 1 of attention's [1, heads, queries, keys] (rank 4),
-    the last axis for features [features] and token features [1, tokens, features]."""
+    a normalisation: their input 0); failing that, by rank: axis 1 of attention's [1, heads,
+    queries, keys] (rank 4), the last axis for features [features] and token features [1, tokens,
+    features]."""
     shape = g.values[name].shape
     if not shape:
         return None

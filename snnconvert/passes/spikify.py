@@ -201,7 +201,8 @@ def relative_error(sk, theta: np.ndarray, lo: float, hi: float) -> float:
         "per_channel": Param(
             bool,
             False,
-            "one theta per channel (the features a Linear produces, a conv's or attention's axis 1): "
+            "one theta per channel (calibrate.observe.channel_axis: a conv's or pool's channel axis, "
+            "followed through elementwise ops; else attention's axis 1 or the features' last axis): "
             "the channel's calibrated max |x| / L, so outlier channels keep their range and the rest "
             "their resolution; tensors without per-channel maxima keep one theta",
         ),

@@ -22,7 +22,7 @@ from snnconvert.ir.graph import MASK_FLOOR, Graph
 from snnconvert.ir.ops_spiking import spike_format
 from snnconvert.ir.registry import EVALUATIONS, get
 from snnconvert.sim.budget import Plan, current_rss, footprint, parse_budget, plan
-from snnconvert.sim.simulator import Sig, Simulator, internal_records, is_spike_record
+from snnconvert.sim.simulator import Sig, Simulator, accumulate, internal_records, is_spike_record
 
 MAX_TIMESTEPS = 100_000
 
@@ -152,8 +152,8 @@ class SimResult:
             f.absorb(v)
         for name, v in zip(self.layer_fid, part.layers, strict=True):
             self.layer_fid[name].absorb(v[:4])
-            self.layer_fid_reaching.setdefault(name, _Fid()).absorb(v[4:8])
-            self.layer_reaching[name] = self.layer_reaching.get(name, np.zeros(2)) + v[8:10]
+            self.layer_fid_reaching[name].absorb(v[4:8])
+            self.layer_reaching[name] += v[8:10]
         self.limit_fid.absorb(part.limit)
         if self.positions is None:
             self.positions = part.positions.copy()
@@ -257,6 +257,8 @@ def simulate(
     res.agree = np.zeros(timesteps, dtype=np.int64)
     res.out_fid = [_Fid() for _ in range(timesteps)]
     res.layer_fid = {o: _Fid() for o in tracked}
+    res.layer_fid_reaching = {o: _Fid() for o in tracked}
+    res.layer_reaching = {o: np.zeros(2) for o in tracked}
     rows = _output_rows(snn, snn.outputs[0])
     res.classified = len(rows) == 1 and rows[0] > 1
     mine = [b for b in range(batches) if b % world == rank]
@@ -342,7 +344,7 @@ class _BatchRun:
                 final[name] = sig.run[-1]
             else:
                 tot = sig.data.sum(0) if sig.total is None else sig.total
-                totals[name] = totals[name] + tot if name in totals else tot
+                accumulate(totals, name, tot)
 
         clock = self._lap("reaching", clock)
         state: dict[str, torch.Tensor] = {}
@@ -422,8 +424,6 @@ def result_json(res: SimResult, snn: Graph) -> dict:
             spikes += sum(v for k, v in inside.items() if k != EVALUATIONS) * n
             neurons = v.numel
             f = res.layer_fid[o]
-            fr = res.layer_fid_reaching.get(o, f)
-            n_in, n_all = res.layer_reaching.get(o, (1.0, 1.0))
             layers.append(
                 {
                     "name": o,
@@ -436,14 +436,7 @@ def result_json(res: SimResult, snn: Graph) -> dict:
                     "firing_rate": spikes / (neurons * T * n) if neurons else 0.0,
                     "cosine": _finite(f.cosine()),
                     "rel_error": _finite(f.rel_error()),
-                    # the same over the rows that can reach the output (a padded token's hidden
-                    # state never does: its error says nothing of the conversion), and their share
-                    # (None: not measured; see `simulate`'s `reaching`)
-                    "cosine_reaching": _finite(fr.cosine()) if res.reaching_measured else None,
-                    "rel_error_reaching": _finite(fr.rel_error()) if res.reaching_measured else None,
-                    "reaching_share": (float(n_in / n_all) if n_all else 1.0)
-                    if res.reaching_measured
-                    else None,
+                    **_reaching(res, o),
                     "static": bool(res.static.get(o, False)),
                 }
             )
@@ -486,6 +479,20 @@ def result_json(res: SimResult, snn: Graph) -> dict:
         j["snn_accuracy"] = [float(c) / n for c in res.snn_correct]
         j["limit_accuracy"] = res.limit_correct / n
     return j
+
+
+def _reaching(res: SimResult, o: str) -> dict[str, float | None]:
+    """A layer's fidelity over the entries that can reach the output (a padded token's hidden state
+    never does: its error says nothing of the conversion), and their share; None: not measured
+    (see `simulate`'s `reaching`)."""
+    f, (n_in, n_all) = res.layer_fid_reaching[o], res.layer_reaching[o]
+    if not res.reaching_measured:
+        return dict.fromkeys(("cosine_reaching", "rel_error_reaching", "reaching_share"))
+    return {
+        "cosine_reaching": _finite(f.cosine()),
+        "rel_error_reaching": _finite(f.rel_error()),
+        "reaching_share": float(n_in / n_all) if n_all else 1.0,
+    }
 
 
 def _finite(x: float) -> float | None:

@@ -68,6 +68,11 @@ def _unfold(x: torch.Tensor, tc: int) -> torch.Tensor:
     return x.reshape((tc, x.shape[0] // tc) + tuple(x.shape[1:]))
 
 
+def accumulate(record: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
+    """record[key] += value, the first value taken as it is."""
+    record[key] = record[key] + value if key in record else value
+
+
 def running_total(x: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
     """prev + x[0] + ... + x[t] at every step t of the chunk, summed strictly step after step, so a
     run split into chunks gives the same floats as one chunk. (torch.cumsum over the leading axis
@@ -238,8 +243,7 @@ class Simulator:
         out, ev = run_batched_events(n.op, n.attrs, args, self._batched(n), changed)
         for kind, e in ev.items():
             key = internal_key(n.outputs[0], kind)
-            tot = e.sum(0)
-            record[key] = record[key] + tot if key in record else tot
+            accumulate(record, key, e.sum(0))
         return out
 
     @staticmethod
@@ -266,13 +270,14 @@ class Simulator:
             else self._static_arg(n, i, s, tc)
             for i, s in enumerate(ins)
         ]
-        bias = not on_run and self.coding == "count" and self._bias(n, ins, stream)
-        if not on_run and self.coding == "count" and tc > 1 and self._rows_apart(n, ins, stream):
-            sparse = self._event_rows(n, ins, args, tc, steps, bias)
+        events = not on_run and self.coding == "count"  # each step's events, count coding
+        if events and tc > 1 and self._rows_apart(n, ins, stream):
+            sparse = self._event_rows(n, ins, args, tc, steps)
             if sparse is not None:
                 return [Sig(sparse, False)]
-        if bias:  # the op without its bias at every step, its constant term (the bias, broadcast
-            # as the op does: f(0)) added to step 1
+        if events and self._bias(n, ins, stream):
+            # the op without its bias at every step, its constant term (the bias, broadcast as the
+            # op does: f(0)) added to step 1
             (y,) = self._run(n, args[:-1])
             y = _unfold(y, tc)
             if bool(steps[0] == 1):
@@ -320,21 +325,15 @@ class Simulator:
         return op.leading_axes(op.with_defaults(n.attrs), ranks, self._batched(n))
 
     def _event_rows(
-        self,
-        n: Node,
-        ins: list[Sig],
-        args: list[torch.Tensor],
-        tc: int,
-        steps: torch.Tensor,
-        bias: bool = False,
+        self, n: Node, ins: list[Sig], args: list[torch.Tensor], tc: int, steps: torch.Tensor
     ) -> torch.Tensor | None:
         """Count coding, event-driven: the op only on the rows that received events (a settled
         neuron sends none); a row without events contributes nothing after step 1 and the op's
         constant term at step 1. The steps that open the chunk with most rows live (the network has
-        not settled yet) run whole, as a slice: gathering them would cost more than it saves. None
-        when every step is such a step (the dense op) or the constant term is not finite. `bias`:
-        the constant term is the op's bias, last in args, so the op runs without it and it is added
-        to step 1 alone."""
+        not settled yet) run whole, as a slice: gathering them would cost more than it saves. The op
+        runs without its constant term: its bias (`_bias`) left out, or none to leave (a product
+        with weights). None when every step is such a step (the dense op), or the
+        constant term is anything else."""
         rows = args[0].reshape(-1, args[0].shape[-1])
         per = rows.shape[0] // tc  # rows per step
         live = (rows != 0).any(-1)
@@ -342,33 +341,21 @@ class Simulator:
         head = int(dense.to(torch.int64).cumprod(0).sum())  # leading steps run whole
         if head == tc:
             return None
+        bias = self._bias(n, ins, frozenset({0}))
         (z,) = self._constant_term(n, ins, frozenset({0}))
-        if not bool(torch.isfinite(z).all()):
+        if not bool(torch.isfinite(z).all()) or (not bias and bool(z.any())):
             return None
-        one_step = z.reshape(-1, z.shape[-1])
         rest = args[1:-1] if bias else args[1:]
         out = torch.empty((tc * per, z.shape[-1]), dtype=z.dtype, device=z.device)
-        first = int(steps[0] == 1)  # the chunk holds step 1
         if head:
-            (y,) = self._run(n, [rows[: head * per], *rest])
-            if not bias:
-                y = self._after_step_one(_unfold(y, head), one_step, steps[:head]).reshape(y.shape)
-            elif first:
-                y[:per] += one_step
-            out[: head * per] = y
+            out[: head * per] = self._run(n, [rows[: head * per], *rest])[0]
         tail = out[head * per :]
         tail.zero_()
-        first = int(first and head == 0)  # the tail holds step 1
-        if first:
-            tail[:per] = one_step
         idx = live[head * per :].nonzero().squeeze(1)
         if len(idx):
-            (y,) = self._run(n, [rows[head * per :][idx], *rest])
-            if bias:
-                tail.index_add_(0, idx, y)
-            else:
-                after_one = (idx >= first * per).to(y.dtype).unsqueeze(1)
-                tail[idx] = y - one_step[idx % per] * after_one
+            tail.index_add_(0, idx, self._run(n, [rows[head * per :][idx], *rest])[0])
+        if bias and bool(steps[0] == 1):  # the constant term once, at step 1
+            out[:per] += z.reshape(per, -1)
         return out.reshape((tc,) + tuple(z.shape))
 
     def _after_step_one(self, o: torch.Tensor, z: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
@@ -451,9 +438,7 @@ class Simulator:
             rows = hit if rows is None else rows | hit
         if self._chunk[2]:
             rows[0] = True  # the first step evaluates every row
-        key = internal_key(n.outputs[0], EVALUATIONS)
-        runs = rows.sum(dim=(0, 1), dtype=torch.float32)
-        record[key] = record[key] + runs if key in record else runs
+        accumulate(record, internal_key(n.outputs[0], EVALUATIONS), rows.sum(dim=(0, 1), dtype=torch.float32))
 
     def _neuron(self, n: Node, a: dict, ins: list[Sig], tc, steps, state, record) -> Sig:
         """Any neuron kind: its state lives in `state` under NODE/NAME, its step runs the chunk."""
@@ -479,12 +464,9 @@ class Simulator:
         for k, v in new.items():
             state[f"{n.name}/{k}"] = v
         if record is not None:
-            name = n.outputs[0]
-            ev = mag.sum(0)
-            record[name] = record[name] + ev if name in record else ev
+            accumulate(record, n.outputs[0], mag.sum(0))
             if runs is not None:
-                key = internal_key(name, EVALUATIONS)
-                record[key] = record[key] + runs.sum(0) if key in record else runs.sum(0)
+                accumulate(record, internal_key(n.outputs[0], EVALUATIONS), runs.sum(0))
         return Sig(out, False, mag * theta if unsigned else None)
 
     # -- decoding ------------------------------------------------------------------------------------
